@@ -1,0 +1,1 @@
+"""Broker: the Django project and app behind the trading REST API."""

@@ -1,0 +1,1 @@
+"""REST API under /api/v1: thin views that parse, authorise, call a service, render."""

@@ -1,0 +1,41 @@
+"""Domain errors. Each carries a stable machine-readable ``code`` and the HTTP status
+the API answers with; one DRF exception handler renders them as problem details."""
+
+
+class BrokerError(Exception):
+    status = 400
+    code = "broker_error"
+    title = "Request refused"
+
+    def __init__(self, detail: str = "", **extra: object) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+
+class InsufficientBuyingPower(BrokerError):
+    status = 422
+    code = "insufficient_buying_power"
+    title = "Insufficient buying power"
+
+
+class InsufficientShares(BrokerError):
+    status = 422
+    code = "insufficient_shares"
+    title = "Insufficient shares (short selling is not allowed)"
+
+
+class UnknownSymbol(BrokerError):
+    status = 422
+    code = "unknown_symbol"
+    title = "Unknown symbol"
+
+
+class ExchangeUnavailable(BrokerError):
+    status = 503
+    code = "exchange_unavailable"
+    title = "The exchange is unavailable"
+
+
+class Fenced(Exception):
+    """This executor is no longer the leader of its topic: roll back and step down."""

@@ -1,0 +1,27 @@
+import signal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from broker.topics import all_topics
+from executor.runner import Executor, default_identity
+
+
+class Command(BaseCommand):
+    help = "Run an executor: compete for topic leadership and execute led topics."
+
+    def handle(self, *args, **options) -> None:
+        executor = Executor(
+            identity=default_identity(),
+            topics=all_topics(),
+            partitions=settings.TRADE_TOPIC_PARTITIONS,
+            zookeeper_hosts=settings.ZOOKEEPER_HOSTS,
+            zookeeper_root=settings.ZOOKEEPER_ROOT,
+            session_timeout=settings.ZOOKEEPER_SESSION_TIMEOUT,
+            bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
+            exchange_url=settings.EXCHANGE_URL,
+            exchange_timeout=settings.EXCHANGE_TIMEOUT,
+        )
+        signal.signal(signal.SIGTERM, lambda *_: executor.stop())
+        signal.signal(signal.SIGINT, lambda *_: executor.stop())
+        executor.run()

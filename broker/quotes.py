@@ -1,0 +1,35 @@
+"""Last prices for the api, from the exchange. One keep-alive client per thread
+(gunicorn threads, test threads): a requests.Session is not meant to be shared."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+from django.conf import settings
+
+from broker.errors import ExchangeUnavailable
+from broker.exchange_client import ExchangeClient, ExchangeError
+
+_local = threading.local()
+
+
+def _client() -> ExchangeClient:
+    client = getattr(_local, "client", None)
+    if client is None:
+        client = ExchangeClient(
+            settings.EXCHANGE_URL, timeout=settings.EXCHANGE_TIMEOUT
+        )
+        _local.client = client
+    return client
+
+
+def last_price(symbol: str) -> Decimal | None:
+    """The exchange's last price of ``symbol``; None if it does not list it."""
+    try:
+        quote = _client().quote(symbol)
+    except ExchangeError as exc:
+        raise ExchangeUnavailable(
+            "cannot price the order: the exchange does not answer"
+        ) from exc
+    return None if quote is None else quote.last

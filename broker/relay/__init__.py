@@ -1,0 +1,1 @@
+"""The outbox relay role: publishes committed outbox rows to Kafka."""

@@ -1,0 +1,47 @@
+"""Customer onboarding: user, customer, funded account, API token."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+from broker.models import Account, Customer, LedgerEntry
+from broker.services.ledger import Posting, ledger_post
+
+
+def customer_create(
+    *, username: str, cash: Decimal, password: str | None = None
+) -> tuple[Customer, str]:
+    """Create a customer whose account is funded with ``cash`` through a deposit
+    ledger entry; returns the customer and a fresh API token."""
+    if cash < 0:
+        raise ValueError("initial cash cannot be negative")
+    with transaction.atomic():
+        user = get_user_model().objects.create_user(username=username)
+        if password:
+            user.set_password(password)
+        else:
+            user.set_unusable_password()
+        user.save()
+        customer = Customer.objects.create(user=user)
+        account = Account.objects.create(customer=customer)
+        account_deposit(account=account, amount=cash)
+        token = Token.objects.create(user=user)
+    return customer, token.key
+
+
+def account_deposit(*, account: Account, amount: Decimal) -> None:
+    """Credit cash through a deposit entry. Takes the account row lock itself."""
+    if amount < 0:
+        raise ValueError("a deposit cannot be negative")
+    with transaction.atomic():
+        locked = Account.objects.select_for_update().get(pk=account.pk)
+        ledger_post(
+            account=locked,
+            kind=LedgerEntry.Kind.DEPOSIT,
+            postings=[Posting(LedgerEntry.Bucket.CASH, amount)],
+        )
+        account.refresh_from_db()

@@ -1,0 +1,128 @@
+"""Settings shared by every environment. Everything comes from environment variables
+with safe local defaults (12-factor); the local stack writes them to ``.stack/env``."""
+
+from decimal import Decimal
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="local-development-only-not-a-secret")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "broker",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "broker.urls"
+WSGI_APPLICATION = "broker.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {
+    "default": env.db(
+        "DATABASE_URL", default="postgres://broker:broker@127.0.0.1:55432/broker"
+    )
+}
+# Persistent connections: every role is a long-running process.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / ".stack" / "static"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "broker.api.authentication.BearerTokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "broker.api.errors.problem_exception_handler",
+    "COERCE_DECIMAL_TO_STRING": True,
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- Trading -----------------------------------------------------------------
+# Market buys reserve quantity x last price x (1 + collar); the exchange refuses
+# to fill above that price, so a fill can never cost more than its hold.
+BUY_COLLAR = Decimal(env.str("BUY_COLLAR", default="0.05"))
+TRADE_TOPICS = env.int("TRADE_TOPICS", default=4)
+TRADE_TOPIC_PREFIX = env("TRADE_TOPIC_PREFIX", default="trades")
+TRADE_TOPIC_PARTITIONS = env.int("TRADE_TOPIC_PARTITIONS", default=1)
+
+# --- External services -------------------------------------------------------
+KAFKA_BOOTSTRAP_SERVERS = env("KAFKA_BOOTSTRAP_SERVERS", default="127.0.0.1:59092")
+ZOOKEEPER_HOSTS = env("ZOOKEEPER_HOSTS", default="127.0.0.1:52181")
+ZOOKEEPER_ROOT = env("ZOOKEEPER_ROOT", default="/broker")
+ZOOKEEPER_SESSION_TIMEOUT = env.float("ZOOKEEPER_SESSION_TIMEOUT", default=6.0)
+REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:56379/0")
+EXCHANGE_URL = env("EXCHANGE_URL", default="http://127.0.0.1:8100")
+EXCHANGE_TIMEOUT = env.float("EXCHANGE_TIMEOUT", default=5.0)
+
+# --- Relay -------------------------------------------------------------------
+RELAY_BATCH_SIZE = env.int("RELAY_BATCH_SIZE", default=500)
+# Fallback poll when no NOTIFY arrives (missed wake-ups, relay restarts).
+RELAY_POLL_SECONDS = env.float("RELAY_POLL_SECONDS", default=1.0)
+
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": "line"},
+    },
+    "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
+    "loggers": {
+        "kazoo": {"level": "WARNING"},
+        "django.db.backends": {"level": "WARNING"},
+    },
+}

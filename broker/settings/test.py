@@ -1,0 +1,16 @@
+"""Test settings: the real services of the local stack, a fast password hasher."""
+
+from .base import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+import os  # noqa: E402
+import uuid  # noqa: E402
+
+# One run of the suite gets its own topics and ZooKeeper subtree, so runs never see
+# each other's messages or elections on a shared local stack. Exported so the child
+# processes the integration tests start inherit the same names.
+TEST_RUN_ID = os.environ.setdefault("TEST_RUN_ID", uuid.uuid4().hex[:8])
+TRADE_TOPIC_PREFIX = f"test-{TEST_RUN_ID}.trades"
+ZOOKEEPER_ROOT = f"/broker-test-{TEST_RUN_ID}"
+ZOOKEEPER_SESSION_TIMEOUT = 4.0

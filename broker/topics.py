@@ -1,0 +1,20 @@
+"""Customer → topic routing. The hash must be stable across processes and releases
+(Python's ``hash()`` is salted per process), so it is CRC-32."""
+
+import zlib
+
+from django.conf import settings
+
+
+def topic_name(index: int) -> str:
+    return f"{settings.TRADE_TOPIC_PREFIX}.{index}"
+
+
+def all_topics() -> list[str]:
+    return [topic_name(i) for i in range(settings.TRADE_TOPICS)]
+
+
+def topic_for_customer(customer_id: int) -> str:
+    """The one topic that carries every event of this customer, in commit order."""
+    index = zlib.crc32(str(customer_id).encode()) % settings.TRADE_TOPICS
+    return topic_name(index)

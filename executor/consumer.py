@@ -1,0 +1,76 @@
+"""Kafka transport of one led topic: the leader assign()s the topic's partitions
+itself (no consumer-group rebalance decides ownership) at the offsets stored in
+PostgreSQL, which move only in the same transaction as the work."""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+
+from broker.services.leadership import consumer_offsets
+
+logger = logging.getLogger(__name__)
+
+
+class TopicConsumer:
+    def __init__(self, *, bootstrap_servers: str, topic: str, epoch: int) -> None:
+        self.topic = topic
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                # Only for the monitoring hint commits; membership is never used.
+                "group.id": f"executor.{topic}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 50,
+                "client.id": f"executor-{topic}-{epoch}",
+            }
+        )
+
+    def assign_from_stored_offsets(self, timeout: float = 10.0) -> list[int]:
+        metadata = self._consumer.list_topics(self.topic, timeout=timeout)
+        topic_metadata = metadata.topics.get(self.topic)
+        if topic_metadata is None or topic_metadata.error is not None:
+            raise RuntimeError(f"topic {self.topic} is not available")
+        partitions = sorted(topic_metadata.partitions)
+        stored = consumer_offsets(topic=self.topic)
+        self._consumer.assign(
+            [
+                TopicPartition(self.topic, p, stored.get(p, OFFSET_BEGINNING))
+                for p in partitions
+            ]
+        )
+        logger.info(
+            "assigned topic=%s partitions=%s offsets=%s", self.topic, partitions, stored
+        )
+        return partitions
+
+    def poll(self, timeout: float) -> Message | None:
+        message = self._consumer.poll(timeout)
+        if message is not None and message.error() is not None:
+            logger.warning(
+                "consume error topic=%s error=%s", self.topic, message.error()
+            )
+            return None
+        return message
+
+    def commit_hint(self, message: Message) -> None:
+        """Mirror progress into Kafka's group offsets so standard lag tooling sees
+        it. PostgreSQL stays the truth; a lost hint is harmless."""
+        try:
+            self._consumer.commit(
+                offsets=[
+                    TopicPartition(
+                        message.topic(), message.partition(), message.offset() + 1
+                    )
+                ],
+                asynchronous=True,
+            )
+        except Exception:
+            logger.debug("offset hint commit failed", exc_info=True)
+
+    def close(self) -> None:
+        # No group membership (assign mode), so close() has no rebalance to wait on.
+        self._consumer.close()

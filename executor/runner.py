@@ -1,0 +1,176 @@
+"""The executor process: one ZooKeeper session, one candidate thread per topic, and
+for each topic it leads a loop of consume → send → settle."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from django.db import close_old_connections
+from kazoo.client import KazooClient, KazooState
+
+from broker.errors import Fenced
+from broker.exchange_client import ExchangeClient
+from broker.kafka_admin import ensure_topics
+from broker.services.leadership import topic_leader_claim
+from executor.consumer import TopicConsumer
+from executor.election import TopicCandidate
+from executor.fencing import Fence
+from executor.handlers import MessagePosition, handle_message
+
+logger = logging.getLogger(__name__)
+
+# After SIGTERM a leader finishes its current message; one stuck retrying an
+# unreachable exchange gives up after this long and leaves it to its successor.
+STOP_GRACE_SECONDS = 5.0
+
+
+def default_identity() -> str:
+    return os.environ.get("EXECUTOR_NAME") or f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        identity: str,
+        topics: list[str],
+        partitions: int,
+        zookeeper_hosts: str,
+        zookeeper_root: str,
+        session_timeout: float,
+        bootstrap_servers: str,
+        exchange_url: str,
+        exchange_timeout: float,
+    ) -> None:
+        self.identity = identity
+        self._topics = topics
+        self._partitions = partitions
+        self._zookeeper_root = zookeeper_root.rstrip("/")
+        self._bootstrap_servers = bootstrap_servers
+        self._exchange_url = exchange_url
+        self._exchange_timeout = exchange_timeout
+        self._stop = threading.Event()
+        self._stop_requested_at: float | None = None
+        self._connected = threading.Event()
+        self._sessions_lost = 0
+        self._zk = KazooClient(
+            hosts=zookeeper_hosts,
+            timeout=session_timeout,
+            connection_retry={"max_tries": -1, "delay": 0.1, "max_delay": 1.0},
+            command_retry={"max_tries": 3, "delay": 0.1, "max_delay": 1.0},
+        )
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Signal handler: only sets the flag."""
+        if self._stop_requested_at is None:
+            self._stop_requested_at = time.monotonic()
+        self._stop.set()
+
+    def run(self) -> None:
+        ensure_topics(
+            self._bootstrap_servers, self._topics, partitions=self._partitions
+        )
+        self._zk.add_listener(self._on_zk_state)
+        self._zk.start(timeout=30)
+        self._connected.set()
+        candidates = [
+            TopicCandidate(
+                zk=self._zk,
+                election_path=f"{self._zookeeper_root}/elections/{topic}",
+                topic=topic,
+                identifier=self.identity,
+                lead=self._lead,
+                stopping=self._stop,
+            )
+            for topic in self._topics
+        ]
+        for candidate in candidates:
+            candidate.start()
+        logger.info(
+            "executor started identity=%s topics=%s", self.identity, self._topics
+        )
+        try:
+            while not self._stop.wait(0.5):
+                pass
+        finally:
+            for candidate in candidates:
+                candidate.cancel()
+            for candidate in candidates:
+                candidate.join(timeout=STOP_GRACE_SECONDS + 10)
+            self._zk.stop()
+            self._zk.close()
+            logger.info("executor stopped identity=%s", self.identity)
+
+    def _on_zk_state(self, state: KazooState) -> None:
+        """kazoo listener: never blocks, never calls ZooKeeper; only sets flags."""
+        if state == KazooState.CONNECTED:
+            self._connected.set()
+        else:
+            self._connected.clear()
+            if state == KazooState.LOST:
+                self._sessions_lost += 1
+
+    # -- leadership -----------------------------------------------------------
+
+    def _lead(self, topic: str, epoch: int) -> None:
+        sessions_lost_at_start = self._sessions_lost
+
+        def still_leader() -> bool:
+            if self._sessions_lost != sessions_lost_at_start:
+                return False
+            if not self._connected.is_set():
+                return False
+            stopping_since = self._stop_requested_at
+            return (
+                stopping_since is None
+                or time.monotonic() - stopping_since < STOP_GRACE_SECONDS
+            )
+
+        close_old_connections()
+        if not topic_leader_claim(topic=topic, epoch=epoch, holder=self.identity):
+            logger.warning("stale epoch, not leading topic=%s epoch=%s", topic, epoch)
+            return
+        logger.info(
+            "leading topic=%s epoch=%s identity=%s", topic, epoch, self.identity
+        )
+        fence = Fence(topic=topic, epoch=epoch, still_leader=still_leader)
+        consumer = TopicConsumer(
+            bootstrap_servers=self._bootstrap_servers, topic=topic, epoch=epoch
+        )
+        exchange = ExchangeClient(self._exchange_url, timeout=self._exchange_timeout)
+        try:
+            consumer.assign_from_stored_offsets()
+            while not self._stop.is_set():
+                if self._sessions_lost != sessions_lost_at_start:
+                    logger.warning("zookeeper session lost topic=%s", topic)
+                    return
+                if not self._connected.is_set():
+                    # Suspended: send nothing, write nothing until we know.
+                    self._connected.wait(0.2)
+                    continue
+                message = consumer.poll(0.2)
+                if message is None:
+                    continue
+                close_old_connections()
+                handle_message(
+                    message.value(),
+                    position=MessagePosition(
+                        message.topic(), message.partition(), message.offset()
+                    ),
+                    fence=fence,
+                    exchange=exchange,
+                )
+                consumer.commit_hint(message)
+        except Fenced as exc:
+            logger.warning("fenced, stepping down topic=%s reason=%s", topic, exc)
+        finally:
+            consumer.close()
+            exchange.close()
+            close_old_connections()
+            logger.info("stopped leading topic=%s epoch=%s", topic, epoch)
