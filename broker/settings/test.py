@@ -3,6 +3,11 @@
 from .base import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# No collectstatic before tests: plain storage needs no manifest.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 
 import os  # noqa: E402
 import uuid  # noqa: E402
@@ -14,3 +19,6 @@ TEST_RUN_ID = os.environ.setdefault("TEST_RUN_ID", uuid.uuid4().hex[:8])
 TRADE_TOPIC_PREFIX = f"test-{TEST_RUN_ID}.trades"
 ZOOKEEPER_ROOT = f"/broker-test-{TEST_RUN_ID}"
 ZOOKEEPER_SESSION_TIMEOUT = 4.0
+# Serve static files from the apps' folders; no collected STATIC_ROOT in tests.
+WHITENOISE_AUTOREFRESH = True
+WHITENOISE_USE_FINDERS = True

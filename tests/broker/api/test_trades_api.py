@@ -144,7 +144,7 @@ def test_requests_without_a_valid_token_are_401():
 
 
 def test_a_customer_cannot_see_another_customers_trade():
-    owner, owner_token = make_customer("5000.00")
+    _, owner_token = make_customer("5000.00")
     _, other_token = make_customer("5000.00")
     trade_id = client_for(owner_token).post("/api/v1/trades", order(), format="json")
     trade_id = trade_id.json()["id"]

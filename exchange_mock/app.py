@@ -1,0 +1,93 @@
+"""Process wiring: configuration, components, signals, graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sqlite3
+import sys
+import threading
+from types import FrameType
+
+from exchange_mock.config import Config, ConfigError
+from exchange_mock.engine import Exchange
+from exchange_mock.logfmt import configure, log_event
+from exchange_mock.quotes import QuoteBook, QuoteTicker
+from exchange_mock.server import ExchangeHTTPServer
+from exchange_mock.store import OrderStore
+
+logger = logging.getLogger("exchange_mock")
+
+
+def main() -> int:
+    """Run the exchange until SIGTERM/SIGINT; 0 on a clean stop, 1/2 on errors."""
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        print(f"exchange_mock: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    configure(config.log_level)
+
+    try:
+        store = OrderStore(config.store_path)
+    except sqlite3.Error as exc:
+        log_event(
+            logger, "store_error", logging.ERROR, store=config.store_path, error=exc
+        )
+        return 1
+    quotes = QuoteBook(seed=config.seed)
+    exchange = Exchange(quotes, store)
+    try:
+        server = ExchangeHTTPServer((config.host, config.port), exchange)
+    except OSError as exc:
+        log_event(
+            logger,
+            "bind_error",
+            logging.ERROR,
+            host=config.host,
+            port=config.port,
+            error=exc,
+        )
+        store.close()
+        return 1
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        # Only set a flag: the main thread does the shutdown work.
+        log_event(logger, "signal", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    ticker = QuoteTicker(quotes, config.tick_seconds)
+    # serve_forever in its own thread: server.shutdown() must be called from
+    # another thread, and the main thread has to stay free for signals.
+    serving = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.2},
+        name="http-accept",
+    )
+    serving.start()
+    ticker.start()
+    log_event(
+        logger,
+        "listening",
+        address=server.url,
+        store=config.store_path,
+        orders=store.count(),
+        seed=config.seed,
+        tick_seconds=config.tick_seconds,
+    )
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        log_event(logger, "stopping")
+        ticker.stop()
+        server.stop()
+        serving.join()
+        store.close()
+        log_event(logger, "stopped")
+    return 0

@@ -1,0 +1,526 @@
+"""HTTP/JSON shell around the :class:`~exchange_mock.engine.Exchange`.
+
+Routes (bodies are JSON, numbers are decimal strings)::
+
+    GET  /healthz                   200 {"status": "ok"}
+    GET  /symbols                   200 {"symbols": [...]}
+    GET  /quotes                    200 {"quotes": [quote, ...]}
+    GET  /quotes/<symbol>           200 quote | 404 unknown_symbol
+    POST /orders                    201 new order | 200 same order again (resend)
+                                    400 invalid_json | invalid_order (+ "errors")
+                                    409 duplicate_client_order_id (+ "order")
+                                    422 unknown_symbol
+    GET  /orders[?client_order_id=] 200 {"orders": [...]} in acceptance order
+    GET  /orders/<client_order_id>  200 order | 404 unknown_order
+
+Status policy: 400 = the request is malformed (fix it, do not resend as is);
+422 = well-formed but refused, nothing stored; 409 = the client_order_id belongs
+to an order with other parameters. Every error is an RFC 9457 problem
+(``application/problem+json``) with ``type``, ``title``, ``status``, ``detail``
+and a stable ``code``; bad input never yields a 500.
+
+Connections are HTTP/1.1 keep-alive: every response carries Content-Length, and
+a request body is always read in full so the next request on the connection
+starts where it should.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import socket
+import socketserver
+import threading
+from collections.abc import Callable
+from decimal import Decimal
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from exchange_mock.engine import (
+    DuplicateOrderConflict,
+    Exchange,
+    UnknownSymbolError,
+)
+from exchange_mock.logfmt import kv, log_event
+from exchange_mock.orders import OrderValidationError, parse_order_request
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+JSON = "application/json"
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:exchange-mock:problem:"
+
+
+class Problem(Exception):
+    """An error response (RFC 9457). ``close`` drops the connection afterwards,
+    for errors after which the request stream cannot be trusted."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        close: bool = False,
+    ) -> None:
+        super().__init__(f"{status} {code}: {detail}")
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+        self.extra = extra or {}
+        self.headers = headers or {}
+        self.close = close
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": PROBLEM_TYPE_PREFIX + self.code,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+            **self.extra,
+        }
+
+
+Response = tuple[int, dict[str, Any], dict[str, str]]
+Handler = Callable[["ExchangeRequestHandler", dict[str, str]], Response]
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json_body(body: bytes) -> Any:
+    """Decode a request body; raises a 400 ``invalid_json`` :class:`Problem`."""
+    if not body:
+        raise Problem(400, "invalid_json", "Malformed JSON", "the body is empty")
+    try:
+        # parse_float=Decimal: a JSON number never passes through a binary float.
+        return json.loads(
+            body.decode("utf-8"),
+            parse_float=Decimal,
+            parse_constant=_refuse_constant,
+        )
+    except UnicodeDecodeError as exc:
+        raise Problem(
+            400, "invalid_json", "Malformed JSON", "the body is not UTF-8"
+        ) from exc
+    # ValueError covers JSONDecodeError and ints beyond the digit limit;
+    # RecursionError a pathologically nested document.
+    except (ValueError, RecursionError) as exc:
+        raise Problem(
+            400, "invalid_json", "Malformed JSON", f"the body is not JSON: {exc}"
+        ) from exc
+
+
+# --- route handlers: (handler, path params) -> (status, payload, headers) ---
+
+
+def _healthz(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+    return 200, {"status": "ok"}, {}
+
+
+def _symbols(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+    return 200, {"symbols": list(h.exchange.quotes.symbols)}, {}
+
+
+def _quotes(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+    quotes = h.exchange.quotes.snapshot()
+    return 200, {"quotes": [q.to_json() for q in quotes.values()]}, {}
+
+
+def _quote(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+    quote = h.exchange.quotes.get(params["symbol"])
+    if quote is None:
+        raise Problem(
+            404,
+            "unknown_symbol",
+            "Unknown symbol",
+            f"the exchange does not list {params['symbol']!r}",
+        )
+    return 200, quote.to_json(), {}
+
+
+def _list_orders(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+    query = parse_qs(h.query)
+    orders = h.exchange.list_orders()
+    if "client_order_id" in query:
+        wanted = set(query["client_order_id"])
+        orders = [o for o in orders if o.client_order_id in wanted]
+    return 200, {"orders": [o.to_json() for o in orders]}, {}
+
+
+def _get_order(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+    order = h.exchange.get_order(params["client_order_id"])
+    if order is None:
+        raise Problem(
+            404,
+            "unknown_order",
+            "Unknown order",
+            f"no order with client_order_id {params['client_order_id']!r}",
+        )
+    return 200, order.to_json(), {}
+
+
+def _post_order(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+    try:
+        request = parse_order_request(parse_json_body(h.body))
+    except OrderValidationError as exc:
+        log_event(logger, "order_invalid", errors=str(exc))
+        raise Problem(
+            400,
+            "invalid_order",
+            "Invalid order",
+            f"the order is malformed: {exc}",
+            extra={"errors": exc.errors},
+        ) from exc
+    try:
+        result = h.exchange.submit(request)
+    except UnknownSymbolError as exc:
+        raise Problem(
+            422,
+            "unknown_symbol",
+            "Unknown symbol",
+            f"the exchange does not list {exc.symbol!r}; nothing was stored",
+        ) from exc
+    except DuplicateOrderConflict as exc:
+        raise Problem(
+            409,
+            "duplicate_client_order_id",
+            "Duplicate client_order_id",
+            f"client_order_id {exc.existing.client_order_id!r} belongs to order "
+            f"{exc.existing.order_id} with other parameters",
+            extra={"order": exc.existing.to_json()},
+        ) from exc
+    headers = {"Location": f"/orders/{result.order.client_order_id}"}
+    if result.created:
+        return 201, result.order.to_json(), headers
+    # A resend: same order, same executions. The header makes replays visible.
+    return 200, result.order.to_json(), {**headers, "Idempotent-Replayed": "true"}
+
+
+_SEGMENT = r"(?P<{name}>[^/]+)"
+ROUTES: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
+    (re.compile(r"/healthz"), {"GET": _healthz}),
+    (re.compile(r"/symbols"), {"GET": _symbols}),
+    (re.compile(r"/quotes"), {"GET": _quotes}),
+    (re.compile(r"/quotes/" + _SEGMENT.format(name="symbol")), {"GET": _quote}),
+    (re.compile(r"/orders"), {"GET": _list_orders, "POST": _post_order}),
+    (
+        re.compile(r"/orders/" + _SEGMENT.format(name="client_order_id")),
+        {"GET": _get_order},
+    ),
+]
+
+
+class ExchangeRequestHandler(BaseHTTPRequestHandler):
+    """One connection; serves keep-alive requests until the client or the
+    server's shutdown closes it."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "exchange_mock/1"
+    # Socket timeout: an idle keep-alive connection (or a client stalling
+    # mid-request) releases its thread after this long.
+    timeout = 30
+    server: ExchangeHTTPServer
+    query = ""
+    body = b""
+
+    @property
+    def exchange(self) -> Exchange:
+        return self.server.exchange
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.untrack(self)
+
+    # Every method goes through one dispatcher, so a wrong method on a known path
+    # is a 405 problem rather than BaseHTTPRequestHandler's HTML 501.
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
+
+    def handle_one_request(self) -> None:
+        """As BaseHTTPRequestHandler's, with two changes: the connection counts
+        as busy from the moment a request line arrives, so a graceful stop lets
+        that request finish instead of cutting it; and a peer that went away
+        ends the connection quietly instead of printing a traceback."""
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+            return
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        if not self.server.begin_request(self):
+            self.close_connection = True
+            return
+        try:
+            if len(self.raw_requestline) > 65536:
+                self.requestline = self.request_version = self.command = ""
+                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+                return
+            if not self.parse_request():
+                return  # parse_request has sent the error
+            method = getattr(self, "do_" + self.command, None)
+            if method is None:
+                self.send_error(
+                    HTTPStatus.NOT_IMPLEMENTED, f"Unsupported method ({self.command!r})"
+                )
+                return
+            method()
+            self.wfile.flush()
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        finally:
+            self.server.end_request(self)
+
+    def _dispatch(self) -> None:
+        self.body = b""
+        try:
+            self.body = self._read_body()
+            status, payload, headers = self._route()
+            self._send(status, payload, JSON, headers)
+        except Problem as problem:
+            if problem.close:
+                self.close_connection = True
+            self._send(problem.status, problem.to_json(), PROBLEM_JSON, problem.headers)
+        except (ConnectionError, TimeoutError):
+            raise  # the peer is gone: nobody to answer
+        except Exception:
+            logger.exception(
+                "%s", kv("internal_error", method=self.command, path=self.path)
+            )
+            self.close_connection = True
+            problem = Problem(
+                500, "internal_error", "Internal error", "see the exchange's log"
+            )
+            self._send(500, problem.to_json(), PROBLEM_JSON, {})
+
+    def _route(self) -> Response:
+        parts = urlsplit(self.path)
+        self.query = parts.query
+        for pattern, methods in ROUTES:
+            match = pattern.fullmatch(parts.path)
+            if match is None:
+                continue
+            handler = methods.get(self.command)
+            if handler is None:
+                allowed = ", ".join(methods)
+                raise Problem(
+                    405,
+                    "method_not_allowed",
+                    "Method not allowed",
+                    f"{self.command} is not allowed on {parts.path}; use {allowed}",
+                    headers={"Allow": allowed},
+                )
+            params = {k: unquote(v) for k, v in match.groupdict().items()}
+            return handler(self, params)
+        raise Problem(404, "not_found", "Not found", f"no resource at {parts.path!r}")
+
+    def _read_body(self) -> bytes:
+        """Read the whole body (keep-alive needs the stream positioned right)."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            raise Problem(
+                411,
+                "length_required",
+                "Length required",
+                "chunked bodies are not supported; send Content-Length",
+                close=True,
+            )
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return b""
+        try:
+            length = int(raw)
+            if length < 0:
+                raise ValueError(raw)
+        except ValueError as exc:
+            raise Problem(
+                400,
+                "invalid_content_length",
+                "Invalid Content-Length",
+                f"Content-Length {raw!r} is not a non-negative integer",
+                close=True,
+            ) from exc
+        if length > MAX_BODY_BYTES:
+            raise Problem(
+                413,
+                "payload_too_large",
+                "Payload too large",
+                f"the body may be at most {MAX_BODY_BYTES} bytes",
+                close=True,
+            )
+        return self.rfile.read(length)
+
+    def _send(
+        self,
+        status: int,
+        payload: dict[str, Any],
+        content_type: str,
+        headers: dict[str, str],
+    ) -> None:
+        body = json.dumps(payload).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        if self.close_connection or self.server.stopping:
+            # Also sets close_connection: the handler loop ends after this reply.
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        self.wfile.flush()
+
+    def send_error(
+        self, code: int, message: str | None = None, explain: str | None = None
+    ) -> None:
+        """Protocol-level errors raised by BaseHTTPRequestHandler itself (bad
+        request line, headers too large, unknown method) as problems too."""
+        title = self.responses.get(code, ("Error", ""))[0]
+        codes = {
+            400: "bad_request",
+            414: "uri_too_long",
+            431: "headers_too_large",
+            501: "method_not_implemented",
+            505: "http_version_not_supported",
+        }
+        problem = Problem(
+            code, codes.get(code, "http_error"), title, message or title, close=True
+        )
+        # The request may be unparsed: the stream cannot be trusted after this.
+        self.close_connection = True
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            self._send(code, problem.to_json(), PROBLEM_JSON, {})
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        log_event(
+            logger,
+            "http_request",
+            logging.DEBUG,
+            method=self.command,
+            path=self.path,
+            status=code,
+        )
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # The default writes an access log line to stderr for every request.
+        logger.debug("%s", kv("http", message=format % args))
+
+
+# Connection states, for the graceful stop.
+_IDLE = "idle"  # between requests: safe to cut
+_BUSY = "busy"  # a request is being read, processed or answered
+_CUT = "cut"  # cut by stop(); a request read now is dropped unprocessed
+
+
+class ExchangeHTTPServer(ThreadingHTTPServer):
+    """Threaded HTTP server with a graceful stop.
+
+    :meth:`stop`: no new connections, requests in flight are answered (with
+    ``Connection: close``), idle keep-alive connections are closed, and the
+    handler threads are joined.
+    """
+
+    # Joinable handler threads: server_close() waits for in-flight requests.
+    daemon_threads = False
+    block_on_close = True
+    request_queue_size = 128  # bursts of concurrent clients (the default is 5)
+
+    def __init__(self, address: tuple[str, int], exchange: Exchange) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.exchange = exchange
+        self.stopping = False
+        self._connections_lock = threading.Lock()
+        self._connections: dict[ExchangeRequestHandler, str] = {}
+        super().__init__(address, ExchangeRequestHandler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves socket.getfqdn(host), which can stall on
+        # a machine without reverse DNS; the name is unused here.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    @property
+    def url(self) -> str:
+        host = self.server_name
+        return (
+            f"http://[{host}]:{self.server_port}"
+            if ":" in host
+            else (f"http://{host}:{self.server_port}")
+        )
+
+    def track(self, handler: ExchangeRequestHandler) -> None:
+        with self._connections_lock:
+            self._connections[handler] = _IDLE
+            if self.stopping:
+                # Accepted just before the stop: serve what it sends at once,
+                # but do not hold the stop up for the full idle timeout.
+                handler.connection.settimeout(1.0)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The default prints a traceback to stderr for any handler exception.
+        logger.warning(
+            "%s", kv("connection_error", client=client_address[0]), exc_info=True
+        )
+
+    def untrack(self, handler: ExchangeRequestHandler) -> None:
+        with self._connections_lock:
+            self._connections.pop(handler, None)
+
+    def begin_request(self, handler: ExchangeRequestHandler) -> bool:
+        """Mark the connection busy; False if a stop already cut it (the request
+        must then be dropped unprocessed: its answer could not be sent)."""
+        with self._connections_lock:
+            if self._connections.get(handler) == _CUT:
+                return False
+            self._connections[handler] = _BUSY
+            return True
+
+    def end_request(self, handler: ExchangeRequestHandler) -> None:
+        with self._connections_lock:
+            if self._connections.get(handler) == _BUSY:
+                self._connections[handler] = _IDLE
+
+    def stop(self) -> None:
+        """Stop serving gracefully; call from a thread other than serve_forever's.
+
+        Guarantee: every request the exchange processes is answered; a request
+        racing the stop on an idle connection is dropped unprocessed (the client
+        sees a reset and resends; orders are idempotent).
+        """
+        self.shutdown()  # the accept loop ends; nothing new is accepted
+        with self._connections_lock:
+            self.stopping = True
+            idle = [h for h, state in self._connections.items() if state == _IDLE]
+            for handler in idle:
+                self._connections[handler] = _CUT
+        for handler in idle:
+            # Wakes the thread blocked reading the next request line: it sees
+            # EOF (or finds itself cut in begin_request) and ends.
+            with contextlib.suppress(OSError):
+                handler.connection.shutdown(socket.SHUT_RDWR)
+        self.server_close()  # joins the handler threads

@@ -1,0 +1,173 @@
+"""The running system for integration tests: real PostgreSQL (pytest-django's test
+database), Kafka, ZooKeeper from the local stack, and the project's own processes
+(exchange_mock, relay, three executors, api) started as real child processes."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import requests
+from confluent_kafka.admin import AdminClient
+from django.conf import settings
+from kazoo.client import KazooClient
+
+from broker.models import Customer, TopicLeader
+from broker.stack.apps import AppLauncher, AppProcess, wait_until
+from broker.topics import all_topics, topic_for_customer
+from tests.factories import make_customer
+
+EXECUTORS = ("executor-1", "executor-2", "executor-3")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RunningSystem:
+    launcher: AppLauncher
+    api_url: str
+    exchange_url: str
+    executors: dict[str, AppProcess]
+
+    def session(self, token: str) -> requests.Session:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {token}"
+        return session
+
+    def exchange_orders(self, client_order_id: str) -> list[dict]:
+        orders = requests.get(f"{self.exchange_url}/orders", timeout=10).json()
+        return [o for o in orders["orders"] if o["client_order_id"] == client_order_id]
+
+    def leaders(self) -> dict[str, TopicLeader]:
+        return {
+            leader.topic: leader
+            for leader in TopicLeader.objects.filter(topic__in=all_topics())
+        }
+
+    def wait_all_topics_led(self, *, by: set[str], timeout: float = 60) -> None:
+        def led() -> bool:
+            leaders = self.leaders()
+            return len(leaders) == len(all_topics()) and all(
+                leader.holder in by for leader in leaders.values()
+            )
+
+        wait_until(led, timeout=timeout, interval=0.1, what="a leader for every topic")
+
+    def start_executor(self, name: str) -> AppProcess:
+        process = self.launcher.start_executor(name)
+        self.executors[name] = process
+        return process
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]  # NAME is the test database by now
+    return (
+        f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/"
+        f"{db['NAME']}"
+    )
+
+
+@pytest.fixture(scope="session")
+def system(
+    django_db_setup, django_db_blocker, tmp_path_factory
+) -> Iterator[RunningSystem]:
+    exchange_url = f"http://127.0.0.1:{free_port()}"
+    api_port = free_port()
+    launcher = AppLauncher(
+        env={
+            "DJANGO_SETTINGS_MODULE": "broker.settings.local",
+            "DATABASE_URL": _database_url(),
+            "TRADE_TOPIC_PREFIX": settings.TRADE_TOPIC_PREFIX,
+            "TRADE_TOPICS": str(settings.TRADE_TOPICS),
+            "ZOOKEEPER_ROOT": settings.ZOOKEEPER_ROOT,
+            "ZOOKEEPER_HOSTS": settings.ZOOKEEPER_HOSTS,
+            "ZOOKEEPER_SESSION_TIMEOUT": str(settings.ZOOKEEPER_SESSION_TIMEOUT),
+            "KAFKA_BOOTSTRAP_SERVERS": settings.KAFKA_BOOTSTRAP_SERVERS,
+            "EXCHANGE_URL": exchange_url,
+            "RELAY_POLL_SECONDS": "0.5",
+            "WEB_CONCURRENCY": "1",
+        },
+        log_dir=tmp_path_factory.mktemp("logs"),
+    )
+    running = RunningSystem(
+        launcher=launcher,
+        api_url=f"http://127.0.0.1:{api_port}",
+        exchange_url=exchange_url,
+        executors={},
+    )
+    try:
+        launcher.start_exchange(
+            exchange_url, store=tmp_path_factory.mktemp("exchange") / "store.sqlite3"
+        )
+        launcher.start_relay()
+        for name in EXECUTORS:
+            running.start_executor(name)
+        launcher.start_api(api_port)
+        with django_db_blocker.unblock():
+            running.wait_all_topics_led(by=set(EXECUTORS))
+        yield running
+    finally:
+        launcher.stop_all()
+        _drop_test_topics_and_znodes()
+        print(f"\nintegration process logs: {launcher.log_dir}")
+
+
+def _drop_test_topics_and_znodes() -> None:
+    """The local stack outlives the suite: leave no test topics or znodes behind."""
+    admin = AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS})
+    for future in admin.delete_topics(all_topics(), operation_timeout=10).values():
+        with contextlib.suppress(Exception):  # already gone, or never created
+            future.result(timeout=15)
+    zk = KazooClient(hosts=settings.ZOOKEEPER_HOSTS)
+    try:
+        zk.start(timeout=10)
+        zk.delete(settings.ZOOKEEPER_ROOT, recursive=True)
+    except Exception:
+        pass
+    finally:
+        zk.stop()
+        zk.close()
+
+
+def customer_on_topic(topic: str, cash: str = "100000.00") -> tuple[Customer, str]:
+    """A fresh customer whose events route to ``topic``."""
+    for _ in range(200):
+        customer, token = make_customer(cash)
+        if topic_for_customer(customer.pk) == topic:
+            return customer, token
+    raise AssertionError(f"no customer hashed to {topic}")
+
+
+def place_over_http(
+    system: RunningSystem, token: str, *, symbol="AAPL", side="buy", quantity="2"
+) -> dict:
+    response = system.session(token).post(
+        f"{system.api_url}/api/v1/trades",
+        json={"symbol": symbol, "side": side, "quantity": quantity, "type": "market"},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def wait_for_status(
+    system: RunningSystem, token: str, trade_id: str, status: str, timeout=60
+) -> dict:
+    session = system.session(token)
+
+    def reached() -> dict | None:
+        body = session.get(
+            f"{system.api_url}/api/v1/trades/{trade_id}", timeout=10
+        ).json()
+        return body if body["status"] == status else None
+
+    return wait_until(
+        reached, timeout=timeout, interval=0.05, what=f"trade {trade_id} {status}"
+    )
