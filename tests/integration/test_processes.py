@@ -1,0 +1,112 @@
+"""Process behaviour on the real stack: graceful SIGTERM, relay standby/takeover, and
+per-customer order of events on Kafka."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from django.conf import settings
+
+from broker.events import Event
+from broker.models import OutboxEvent
+from broker.stack.apps import wait_until
+from broker.topics import all_topics
+from tests.integration.conftest import (
+    customer_on_topic,
+    place_over_http,
+    wait_for_status,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def read_topic(topic: str, key: str, count: int, timeout: float = 30) -> list[Event]:
+    """The first ``count`` events with ``key`` on ``topic``, in log order."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+            "group.id": f"test-reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    events: list[Event] = []
+
+    def enough() -> bool:
+        message = consumer.poll(0.2)
+        if (
+            message is not None
+            and message.error() is None
+            and message.key() == key.encode()
+        ):
+            events.append(Event.decode(message.value()))
+        return len(events) >= count
+
+    try:
+        wait_until(enough, timeout=timeout, interval=0, what=f"{count} events")
+    finally:
+        consumer.close()
+    return events
+
+
+def test_a_customers_events_reach_kafka_in_commit_order(system, live_db):
+    customer, token = customer_on_topic(all_topics()[3])
+    placed = [place_over_http(system, token, quantity="1") for _ in range(8)]
+
+    events = read_topic(all_topics()[3], str(customer.pk), len(placed))
+
+    assert [e.payload["trade_id"] for e in events] == [t["id"] for t in placed]
+    assert [e.event_id for e in events] == sorted(e.event_id for e in events)
+    stamped = OutboxEvent.objects.filter(key=str(customer.pk))
+    wait_until(
+        lambda: not stamped.filter(published_at__isnull=True).exists(),
+        timeout=30,
+        what="outbox rows stamped published",
+    )
+
+
+def test_a_standby_relay_takes_over_when_the_active_one_is_killed(system, live_db):
+    relay = next(p for p in system.launcher.processes if p.name == "relay")
+    standby = system.launcher.start_relay(name="relay-standby")
+    _, token = customer_on_topic(all_topics()[0])
+
+    relay.signal(signal.SIGKILL)
+    relay.popen.wait(10)
+    # The killed relay's connection closes, its advisory lock is released, and
+    # the standby (which was waiting on it) publishes from the first unstamped row.
+    trade = place_over_http(system, token, quantity="1")
+    wait_for_status(system, token, trade["id"], "filled", timeout=60)
+    assert standby.alive()
+    system.launcher.processes.remove(relay)
+
+
+def test_sigterm_makes_an_executor_leave_its_elections_and_exit_0(system, live_db):
+    leaders = system.leaders()
+    name = leaders[all_topics()[0]].holder
+    process = system.executors.pop(name)
+    led_before = {t for t, leader in leaders.items() if leader.holder == name}
+
+    process.signal(signal.SIGTERM)
+    assert process.popen.wait(30) == 0
+    # It left the elections itself, so successors take over without waiting for
+    # a ZooKeeper session timeout; trades on its old topics still fill.
+    system.wait_all_topics_led(by=set(system.executors), timeout=30)
+    for topic in led_before:
+        _, token = customer_on_topic(topic)
+        trade = place_over_http(system, token, quantity="1")
+        wait_for_status(system, token, trade["id"], "filled", timeout=60)
+    system.start_executor(f"{name}-restarted")
+    system.wait_all_topics_led(by=set(system.executors))
+
+
+def test_sigterm_stops_the_relay_with_exit_0(system, live_db):
+    relay = system.launcher.start_relay(name="relay-to-stop")
+    wait_until(
+        lambda: "relay started" in relay.log_tail(), timeout=30, what="relay start"
+    )
+    relay.signal(signal.SIGTERM)
+    assert relay.popen.wait(30) == 0
+    system.launcher.processes.remove(relay)
