@@ -39,3 +39,33 @@ class ExchangeUnavailable(BrokerError):
 
 class Fenced(Exception):
     """This executor is no longer the leader of its topic: roll back and step down."""
+
+
+class TradeNotFound(BrokerError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class TradeNotCancelable(BrokerError):
+    status = 422
+    code = "trade_not_cancelable"
+    title = "The trade can no longer be canceled"
+
+
+class DuplicateClientOrderId(BrokerError):
+    status = 409
+    code = "duplicate_client_order_id"
+    title = "client_order_id already used"
+
+
+class SandboxFundingDisabled(BrokerError):
+    status = 403
+    code = "sandbox_funding_disabled"
+    title = "Sandbox funding is disabled"
+
+
+class SymbolNotFound(BrokerError):
+    status = 404
+    code = "unknown_symbol"
+    title = "Unknown symbol"

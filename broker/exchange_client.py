@@ -29,6 +29,11 @@ class ExchangeRefused(Exception):
         self.detail = detail
 
 
+class StaleEpoch(ExchangeRefused):
+    """The exchange has seen a newer epoch for this session: a newer leader exists,
+    and this one must stop acting."""
+
+
 @dataclass(frozen=True)
 class Quote:
     symbol: str
@@ -43,6 +48,15 @@ class ExchangeExecution:
     quantity: Decimal
     price: Decimal
     executed_at: datetime
+
+    @classmethod
+    def from_json(cls, body: dict) -> ExchangeExecution:
+        return cls(
+            exec_id=body["exec_id"],
+            quantity=Decimal(body["quantity"]),
+            price=Decimal(body["price"]),
+            executed_at=datetime.fromisoformat(body["timestamp"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -63,24 +77,53 @@ class ExchangeOrder:
             filled_quantity=Decimal(body["filled_quantity"]),
             reject_reason=body.get("reject_reason") or "",
             executions=tuple(
-                ExchangeExecution(
-                    exec_id=e["exec_id"],
-                    quantity=Decimal(e["quantity"]),
-                    price=Decimal(e["price"]),
-                    executed_at=datetime.fromisoformat(e["timestamp"]),
-                )
-                for e in body.get("executions", [])
+                ExchangeExecution.from_json(e) for e in body.get("executions", [])
             ),
         )
 
 
-class ExchangeClient:
-    """One keep-alive HTTP session to the exchange; not shared between threads."""
+@dataclass(frozen=True)
+class ExecutionReport:
+    """One entry of a session's execution-report feed."""
 
-    def __init__(self, base_url: str, *, timeout: float = 5.0) -> None:
+    seq: int
+    type: str
+    client_order_id: str
+    order: ExchangeOrder
+
+    @classmethod
+    def from_json(cls, body: dict) -> ExecutionReport:
+        return cls(
+            seq=int(body["seq"]),
+            type=body["type"],
+            client_order_id=body["client_order_id"],
+            order=ExchangeOrder.from_json(body["order"]),
+        )
+
+
+class ExchangeClient:
+    """One keep-alive HTTP session to the exchange; not shared between threads.
+
+    With ``session_id`` and ``epoch`` every order request carries them, and the
+    exchange refuses (StaleEpoch) a request whose epoch is lower than the highest it
+    has seen for the session: a deposed leader cannot act even if it tries.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 5.0,
+        session_id: str | None = None,
+        epoch: int | None = None,
+    ) -> None:
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout
         self._session = requests.Session()
+        self.session_id = session_id
+        if session_id is not None and epoch is not None:
+            self._session.headers["X-Session"] = session_id
+            self._session.headers["X-Epoch"] = str(epoch)
 
     def close(self) -> None:
         self._session.close()
@@ -106,7 +149,9 @@ class ExchangeClient:
         side: str,
         quantity: Decimal,
         order_type: str,
-        collar_price: Decimal | None,
+        time_in_force: str = "day",
+        limit_price: Decimal | None = None,
+        collar_price: Decimal | None = None,
     ) -> ExchangeOrder:
         """Send an order. A resend with the same client_order_id returns the order
         the exchange already holds, never a second one."""
@@ -116,11 +161,46 @@ class ExchangeClient:
             "side": side,
             "quantity": str(quantity),
             "type": order_type,
+            "time_in_force": time_in_force,
         }
+        if limit_price is not None:
+            payload["limit_price"] = str(limit_price)
         if collar_price is not None:
             payload["collar_price"] = str(collar_price)
         response = self._request("POST", "/orders", json=payload)
         return ExchangeOrder.from_json(response.json())
+
+    def cancel_order(self, client_order_id: str) -> ExchangeOrder | None:
+        """Cancel an open order; a terminal one comes back unchanged (a cancel that
+        lost the race to a fill says ``filled``). None if the exchange never
+        accepted the order."""
+        response = self._request(
+            "POST", f"/orders/{client_order_id}/cancel", allow_404=True
+        )
+        return None if response is None else ExchangeOrder.from_json(response.json())
+
+    def logon(self) -> int:
+        """Open (or re-open) this client's session with its epoch; returns the
+        newest report sequence number of the session's feed."""
+        response = self._request(
+            "POST",
+            f"/sessions/{self.session_id}/logon",
+            json={"epoch": int(self._session.headers["X-Epoch"])},
+        )
+        return int(response.json()["last_seq"])
+
+    def reports(
+        self, *, after: int, limit: int = 500, wait: float = 0
+    ) -> list[ExecutionReport]:
+        """The session's execution reports after sequence ``after``, in order;
+        long-polls up to ``wait`` seconds when there are none yet."""
+        response = self._request(
+            "GET",
+            f"/sessions/{self.session_id}/reports",
+            params={"after": after, "limit": limit, "wait": wait},
+            timeout=self._timeout + wait,
+        )
+        return [ExecutionReport.from_json(r) for r in response.json()["reports"]]
 
     def order(self, client_order_id: str) -> ExchangeOrder | None:
         """The exchange's view of one order, or None if it never accepted it."""
@@ -130,10 +210,9 @@ class ExchangeClient:
     def _request(
         self, method: str, path: str, *, allow_404: bool = False, **kwargs
     ) -> requests.Response | None:
+        kwargs.setdefault("timeout", self._timeout)
         try:
-            response = self._session.request(
-                method, self._base_url + path, timeout=self._timeout, **kwargs
-            )
+            response = self._session.request(method, self._base_url + path, **kwargs)
         except requests.RequestException as exc:
             raise ExchangeError(f"{method} {path}: {exc}") from exc
         if response.status_code >= 500:
@@ -145,9 +224,9 @@ class ExchangeClient:
                 body = response.json()
             except ValueError:
                 body = {}
-            raise ExchangeRefused(
-                response.status_code,
-                str(body.get("code", "refused")),
-                str(body.get("detail", response.text[:200])),
+            code = str(body.get("code", "refused"))
+            refusal = StaleEpoch if code == "stale_epoch" else ExchangeRefused
+            raise refusal(
+                response.status_code, code, str(body.get("detail", response.text[:200]))
             )
         return response

@@ -116,12 +116,22 @@ class Trade(models.Model):
 
     class Type(models.TextChoices):
         MARKET = "market"
+        LIMIT = "limit"
+
+    class TimeInForce(models.TextChoices):
+        DAY = "day"
+        GTC = "gtc"
+        IOC = "ioc"
 
     class Status(models.TextChoices):
         ACCEPTED = "accepted"
         SUBMITTED = "submitted"
+        PARTIALLY_FILLED = "partially_filled"
         FILLED = "filled"
+        PENDING_CANCEL = "pending_cancel"
+        CANCELED = "canceled"
         REJECTED = "rejected"
+        EXPIRED = "expired"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     account = models.ForeignKey(
@@ -130,7 +140,17 @@ class Trade(models.Model):
     symbol = models.CharField(max_length=16)
     side = models.CharField(max_length=4, choices=Side.choices)
     type = models.CharField(max_length=16, choices=Type.choices)
+    time_in_force = models.CharField(
+        max_length=8, choices=TimeInForce.choices, default=TimeInForce.DAY
+    )
     quantity = _quantity()
+    limit_price = _price(null=True, blank=True)
+    # The customer's own reference, unique per account. The exchange's
+    # client_order_id is always the trade id. NULL (not "") when absent, so the
+    # partial unique constraint ignores trades without one.
+    client_order_id = models.CharField(  # noqa: DJ001
+        max_length=64, null=True, blank=True
+    )
     status = models.CharField(
         max_length=24, choices=Status.choices, default=Status.ACCEPTED
     )
@@ -145,11 +165,27 @@ class Trade(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     filled_at = models.DateTimeField(null=True, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    expired_at = models.DateTimeField(null=True, blank=True)
+    rejected_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["account", "-created_at"])]
+        indexes = [
+            models.Index(fields=["account", "-created_at", "-id"]),
+            models.Index(fields=["status", "updated_at"]),
+        ]
         constraints = [
+            models.UniqueConstraint(
+                fields=["account", "client_order_id"],
+                condition=Q(client_order_id__isnull=False),
+                name="trade_client_order_id_unique_per_account",
+            ),
+            models.CheckConstraint(
+                condition=(Q(type="limit") & Q(limit_price__gt=0))
+                | (Q(type="market") & Q(limit_price__isnull=True)),
+                name="trade_limit_price_iff_limit",
+            ),
             models.CheckConstraint(
                 condition=Q(quantity__gt=0), name="trade_quantity_gt_0"
             ),
@@ -167,8 +203,14 @@ class Trade(models.Model):
         return f"{self.side} {self.quantity} {self.symbol} [{self.status}] {self.id}"
 
     @property
-    def client_order_id(self) -> str:
+    def exchange_client_order_id(self) -> str:
+        """What the exchange deduplicates on: the trade id, so a resend of this
+        trade can never become a second order."""
         return str(self.id)
+
+    @property
+    def leaves_quantity(self) -> Decimal:
+        return self.quantity - self.filled_quantity
 
 
 class Execution(models.Model):
@@ -211,6 +253,7 @@ class LedgerEntry(models.Model):
         HOLD = "hold"
         RELEASE = "release"
         FILL = "fill"
+        ADJUSTMENT = "adjustment"
 
     account = models.ForeignKey(
         Account, on_delete=models.PROTECT, related_name="ledger"
@@ -226,6 +269,8 @@ class LedgerEntry(models.Model):
     # "USD" for the cash buckets, the symbol for the position buckets.
     asset = models.CharField(max_length=16)
     amount = _quantity()
+    # Manual adjustments say why and who.
+    memo = models.CharField(max_length=300, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -299,3 +344,77 @@ class ConsumerOffset(models.Model):
 
     def __str__(self) -> str:
         return f"{self.topic}[{self.partition}] @ {self.next_offset}"
+
+
+class TradeEvent(models.Model):
+    """The timeline of a trade: one row per thing that happened to it, written by
+    the service that made it happen, in the same transaction."""
+
+    trade = models.ForeignKey(Trade, on_delete=models.PROTECT, related_name="events")
+    kind = models.CharField(max_length=32)
+    status = models.CharField(max_length=24, blank=True, default="")
+    # The leader epoch for executor writes; null for api writes.
+    epoch = models.BigIntegerField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["trade", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.status} ({self.trade_id})"
+
+
+class FeedCursor(models.Model):
+    """Last execution-report sequence applied per exchange session (one session per
+    topic), written in the same fenced transaction as the reports it covers."""
+
+    session = models.CharField(max_length=128, primary_key=True)
+    last_seq = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.session} @ {self.last_seq}"
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a POST with an ``Idempotency-Key``, kept so a retry
+    replays it instead of doing the work again."""
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="idempotency_records"
+    )
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    response_status = models.IntegerField(null=True, blank=True)
+    response_content_type = models.CharField(max_length=100, blank=True, default="")
+    response_body = models.BinaryField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "key"], name="idempotency_key_unique_per_customer"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.customer_id})"
+
+
+class ApiToken(models.Model):
+    """A bearer token of a customer's user. Only a SHA-256 of the token is stored:
+    a leaked database does not leak working credentials. A user may hold several
+    (one per device) and revoke each."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    key_hash = models.CharField(max_length=64, unique=True)
+    # The first characters of the token, to tell tokens apart in the admin.
+    prefix = models.CharField(max_length=8)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user_id})"

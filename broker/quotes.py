@@ -1,4 +1,4 @@
-"""Last prices for the api, from the exchange. One keep-alive client per thread
+"""Prices for the api, from the exchange. One keep-alive client per thread
 (gunicorn threads, test threads): a requests.Session is not meant to be shared."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from broker.errors import ExchangeUnavailable
-from broker.exchange_client import ExchangeClient, ExchangeError
+from broker.exchange_client import ExchangeClient, ExchangeError, Quote
 
 _local = threading.local()
 
@@ -24,12 +24,15 @@ def _client() -> ExchangeClient:
     return client
 
 
+def quote(symbol: str) -> Quote | None:
+    """The exchange's quote of ``symbol``; None if it does not list it."""
+    try:
+        return _client().quote(symbol)
+    except ExchangeError as exc:
+        raise ExchangeUnavailable("the exchange does not answer") from exc
+
+
 def last_price(symbol: str) -> Decimal | None:
     """The exchange's last price of ``symbol``; None if it does not list it."""
-    try:
-        quote = _client().quote(symbol)
-    except ExchangeError as exc:
-        raise ExchangeUnavailable(
-            "cannot price the order: the exchange does not answer"
-        ) from exc
-    return None if quote is None else quote.last
+    found = quote(symbol)
+    return None if found is None else found.last

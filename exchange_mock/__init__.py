@@ -1,9 +1,9 @@
 """exchange_mock: a stand-in stock exchange, run as its own process.
 
-``python -m exchange_mock`` serves an HTTP/JSON API (see :mod:`exchange_mock.server`)
-backed by a seeded quote random walk (:mod:`exchange_mock.quotes`), a matching
-engine (:mod:`exchange_mock.engine`, :mod:`exchange_mock.orders`) and a SQLite store
-(:mod:`exchange_mock.store`).
+``python -m exchange_mock`` serves an HTTP/JSON venue protocol (README.md in this
+package): market and limit orders with day/gtc/ioc, cancels, per-session
+execution-report feeds read by long-poll, epoch fencing of sessions, market hours
+on an accelerated clock, and operator controls with fault injection.
 
 The exchange is the source of truth for executions and deduplicates orders by
 ``client_order_id``: a caller may resend an order any number of times and gets the

@@ -9,8 +9,10 @@ import sys
 import threading
 from types import FrameType
 
+from exchange_mock.clock import ExchangeClock, MarketHours, MarketTimer
 from exchange_mock.config import Config, ConfigError
 from exchange_mock.engine import Exchange
+from exchange_mock.faults import Faults
 from exchange_mock.logfmt import configure, log_event
 from exchange_mock.quotes import QuoteBook, QuoteTicker
 from exchange_mock.server import ExchangeHTTPServer
@@ -35,10 +37,13 @@ def main() -> int:
             logger, "store_error", logging.ERROR, store=config.store_path, error=exc
         )
         return 1
-    quotes = QuoteBook(seed=config.seed)
-    exchange = Exchange(quotes, store)
+    clock = ExchangeClock(config.clock_start, config.clock_speed)
+    hours = MarketHours(config.market_open, config.market_close, config.always_open)
+    quotes = QuoteBook(seed=config.seed, clock=clock.now, touch_size=config.touch_size)
+    faults = Faults()
+    exchange = Exchange(quotes, store, clock.now, hours=hours, faults=faults)
     try:
-        server = ExchangeHTTPServer((config.host, config.port), exchange)
+        server = ExchangeHTTPServer((config.host, config.port), exchange, faults)
     except OSError as exc:
         log_event(
             logger,
@@ -62,6 +67,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     ticker = QuoteTicker(quotes, config.tick_seconds)
+    timer = MarketTimer(clock, hours, exchange.open_market, exchange.close_market)
     # serve_forever in its own thread: server.shutdown() must be called from
     # another thread, and the main thread has to stay free for signals.
     serving = threading.Thread(
@@ -71,6 +77,8 @@ def main() -> int:
     )
     serving.start()
     ticker.start()
+    timer.start()
+    status = exchange.clock_status()
     log_event(
         logger,
         "listening",
@@ -79,13 +87,20 @@ def main() -> int:
         orders=store.count(),
         seed=config.seed,
         tick_seconds=config.tick_seconds,
+        touch_size=config.touch_size,
+        now=status["now"],
+        clock_speed=config.clock_speed,
+        always_open=config.always_open,
+        market_open=status["is_open"],
     )
     try:
         while not stop.wait(0.5):
             pass
     finally:
         log_event(logger, "stopping")
+        timer.stop()
         ticker.stop()
+        exchange.feed.close()  # long-polls answer now, not at their deadline
         server.stop()
         serving.join()
         store.close()

@@ -1,8 +1,8 @@
-"""Orders: request validation, the order and execution records, market matching.
+"""Orders: request validation and the order and execution records.
 
 Pure domain logic with no I/O: the HTTP layer turns a JSON body into an
-:class:`OrderRequest` via :func:`parse_order_request`; the engine matches it with
-:func:`match_market` and persists the resulting :class:`Order`.
+:class:`OrderRequest` via :func:`parse_order_request`; :mod:`exchange_mock.matching`
+moves an :class:`Order` through its states; the engine persists it.
 
 Numbers are :class:`~decimal.Decimal` everywhere and travel as JSON strings.
 """
@@ -12,34 +12,63 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from exchange_mock.quotes import Quote, isoformat
+from exchange_mock.wire import (
+    PRICE_STEP,
+    format_decimal,
+    format_price,
+    isoformat,
+    parse_decimal,
+)
+
+# Re-exported: callers and tests format order numbers through this module.
+__all__ = ["format_decimal", "format_price", "parse_decimal"]
 
 BUY = "buy"
 SELL = "sell"
 SIDES = (BUY, SELL)
 MARKET = "market"
-ORDER_TYPES = (MARKET,)
+LIMIT = "limit"
+ORDER_TYPES = (MARKET, LIMIT)
+DAY = "day"
+GTC = "gtc"
+IOC = "ioc"
+TIMES_IN_FORCE = (DAY, GTC, IOC)
 
+NEW = "new"
+PARTIALLY_FILLED = "partially_filled"
 FILLED = "filled"
+CANCELED = "canceled"
+EXPIRED = "expired"
 REJECTED = "rejected"
+OPEN_STATUSES = frozenset({NEW, PARTIALLY_FILLED})
+
 PRICE_OUTSIDE_COLLAR = "price_outside_collar"
+MARKET_CLOSED = "market_closed"
+
+# Orders sent without session headers belong to this session.
+DEFAULT_SESSION = "default"
 
 MAX_QUANTITY = Decimal("1000000000")
 MAX_PRICE = Decimal("1000000000")
 QUANTITY_STEP = Decimal("0.000001")  # at most 6 decimal places
-PRICE_STEP = Decimal("0.000001")
-# Accepted spellings of a decimal: digits with an optional point and exponent.
-# Decimal() alone would also take "NaN", "Infinity", " 1 " and "1_000".
-_DECIMAL_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?")
-_MAX_DECIMAL_CHARS = 40
+LIMIT_PRICE_STEP = Decimal("0.0001")  # at most 4 decimal places
 # Safe in a URL path segment and in a log line, long enough for a UUID and prefix.
 CLIENT_ORDER_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 FIELDS = frozenset(
-    {"client_order_id", "symbol", "side", "quantity", "type", "collar_price"}
+    {
+        "client_order_id",
+        "symbol",
+        "side",
+        "quantity",
+        "type",
+        "time_in_force",
+        "limit_price",
+        "collar_price",
+    }
 )
 REQUIRED = ("client_order_id", "symbol", "side", "quantity", "type")
 
@@ -62,11 +91,13 @@ class OrderRequest:
     quantity: Decimal
     type: str = MARKET
     collar_price: Decimal | None = None
+    time_in_force: str = DAY
+    limit_price: Decimal | None = None
 
 
 @dataclass(frozen=True)
 class Execution:
-    """One fill. ``exec_id`` is globally unique: ``<order_id>-<n>``."""
+    """One fill. ``exec_id`` is globally unique: ``<order_id>-<n>``, n from 1."""
 
     exec_id: str
     quantity: Decimal
@@ -84,7 +115,10 @@ class Execution:
 
 @dataclass(frozen=True)
 class Order:
-    """An order the exchange accepted (and stored), with its executions."""
+    """An order the exchange accepted (and stored), with its executions.
+
+    Immutable: every state change makes a new value (``dataclasses.replace``).
+    """
 
     order_id: str
     client_order_id: str
@@ -97,10 +131,45 @@ class Order:
     created_at: datetime
     reject_reason: str | None = None
     executions: tuple[Execution, ...] = field(default=())
+    session_id: str = DEFAULT_SESSION
+    time_in_force: str = DAY
+    limit_price: Decimal | None = None
+    updated_at: datetime | None = None  # None: never changed since created_at
+
+    @classmethod
+    def accept(
+        cls, request: OrderRequest, order_id: str, session_id: str, now: datetime
+    ) -> Order:
+        """The order as accepted, before any matching: ``new``, nothing filled."""
+        return cls(
+            order_id=order_id,
+            client_order_id=request.client_order_id,
+            symbol=request.symbol,
+            side=request.side,
+            type=request.type,
+            quantity=request.quantity,
+            collar_price=request.collar_price,
+            status=NEW,
+            created_at=now,
+            session_id=session_id,
+            time_in_force=request.time_in_force,
+            limit_price=request.limit_price,
+            updated_at=now,
+        )
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the order can still fill (``new`` or ``partially_filled``)."""
+        return self.status in OPEN_STATUSES
 
     @property
     def filled_quantity(self) -> Decimal:
         return sum((e.quantity for e in self.executions), Decimal(0))
+
+    @property
+    def leaves_quantity(self) -> Decimal:
+        """What may still fill: the unfilled rest while open, 0 once terminal."""
+        return self.quantity - self.filled_quantity if self.is_open else Decimal(0)
 
     @property
     def average_price(self) -> Decimal | None:
@@ -112,7 +181,8 @@ class Order:
 
     def same_parameters(self, request: OrderRequest) -> bool:
         """Whether ``request`` is a resend of this order (numbers compared by value,
-        so "10" and "10.000000" are the same quantity)."""
+        so "10" and "10.000000" are the same quantity; an omitted time_in_force is
+        the default "day")."""
         return (
             self.client_order_id == request.client_order_id
             and self.symbol == request.symbol
@@ -120,6 +190,8 @@ class Order:
             and self.type == request.type
             and self.quantity == request.quantity
             and self.collar_price == request.collar_price
+            and self.time_in_force == request.time_in_force
+            and self.limit_price == request.limit_price
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -127,68 +199,35 @@ class Order:
         return {
             "client_order_id": self.client_order_id,
             "order_id": self.order_id,
+            "session_id": self.session_id,
             "symbol": self.symbol,
             "side": self.side,
             "type": self.type,
+            "time_in_force": self.time_in_force,
             "quantity": format_decimal(self.quantity),
-            "collar_price": (
-                None if self.collar_price is None else format_price(self.collar_price)
-            ),
+            "limit_price": _price_or_none(self.limit_price),
+            "collar_price": _price_or_none(self.collar_price),
             "status": self.status,
             "filled_quantity": format_decimal(self.filled_quantity),
-            "average_price": None if average is None else format_price(average),
+            "leaves_quantity": format_decimal(self.leaves_quantity),
+            "average_price": _price_or_none(average),
             "reject_reason": self.reject_reason,
             "executions": [e.to_json() for e in self.executions],
             "created_at": isoformat(self.created_at),
+            "updated_at": isoformat(self.updated_at or self.created_at),
         }
 
 
-def format_decimal(value: Decimal) -> str:
-    """Plain notation without trailing zeros: 10.500000 -> "10.5", 1E+2 -> "100"."""
-    text = format(value.normalize(), "f")
-    return "0" if text in ("-0", "0") else text
-
-
-def format_price(value: Decimal) -> str:
-    """A price with at least 2 and at most 6 decimal places ("190.12")."""
-    value = value.quantize(PRICE_STEP)
-    if value == value.quantize(Decimal("0.01")):
-        return str(value.quantize(Decimal("0.01")))
-    return format_decimal(value)
-
-
-def parse_decimal(
-    raw: object, *, maximum: Decimal, step: Decimal, places: int
-) -> tuple[Decimal | None, str | None]:
-    """Parse a positive decimal string; returns (value, None) or (None, message).
-
-    Refuses non-strings (JSON numbers would go through binary floats), NaN,
-    infinities, zero, negatives, more than ``places`` decimal places and values
-    above ``maximum``.
-    """
-    if not isinstance(raw, str):
-        return None, 'must be a decimal string, e.g. "10.5"'
-    if len(raw) > _MAX_DECIMAL_CHARS or not _DECIMAL_RE.fullmatch(raw):
-        return None, "is not a valid decimal number"
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:  # pragma: no cover - the pattern already refuses these
-        return None, "is not a valid decimal number"
-    if value <= 0:
-        return None, "must be greater than 0"
-    if value > maximum:
-        return None, f"must be at most {maximum}"
-    # Bounded above, so quantize cannot overflow the context's precision.
-    if value.quantize(step) != value:
-        return None, f"must have at most {places} decimal places"
-    return value, None
+def _price_or_none(value: Decimal | None) -> str | None:
+    return None if value is None else format_price(value)
 
 
 def parse_order_request(body: object) -> OrderRequest:
     """Validate a decoded JSON body; raises :class:`OrderValidationError`.
 
     Unknown fields are refused rather than ignored: a misspelt ``collar_price``
-    would otherwise silently send an order without its price protection.
+    would otherwise silently send an order without its price protection. A field
+    sent as JSON null counts as omitted.
     """
     if not isinstance(body, dict):
         raise OrderValidationError({"body": ["must be a JSON object"]})
@@ -222,22 +261,35 @@ def parse_order_request(body: object) -> OrderRequest:
         error("side", "must be one of: buy, sell")
     order_type = body.get("type")
     if order_type is not None and order_type not in ORDER_TYPES:
-        error("type", "must be one of: market")
+        error("type", "must be one of: market, limit")
+    time_in_force = body.get("time_in_force")
+    if time_in_force is None:
+        time_in_force = DAY
+    elif time_in_force not in TIMES_IN_FORCE:
+        error("time_in_force", "must be one of: day, gtc, ioc")
+    elif order_type == MARKET and time_in_force == GTC:
+        error("time_in_force", "market orders are day orders: use day or ioc")
 
-    quantity = None
-    if body.get("quantity") is not None:
-        quantity, message = parse_decimal(
-            body["quantity"], maximum=MAX_QUANTITY, step=QUANTITY_STEP, places=6
+    def decimal(name: str, step: Decimal, places: int, maximum: Decimal) -> Any:
+        if body.get(name) is None:
+            return None
+        value, message = parse_decimal(
+            body[name], maximum=maximum, step=step, places=places
         )
         if message:
-            error("quantity", message)
-    collar_price = None
-    if body.get("collar_price") is not None:
-        collar_price, message = parse_decimal(
-            body["collar_price"], maximum=MAX_PRICE, step=PRICE_STEP, places=6
-        )
-        if message:
-            error("collar_price", message)
+            error(name, message)
+        return value
+
+    quantity = decimal("quantity", QUANTITY_STEP, 6, MAX_QUANTITY)
+    collar_price = decimal("collar_price", PRICE_STEP, 6, MAX_PRICE)
+    limit_price = decimal("limit_price", LIMIT_PRICE_STEP, 4, MAX_PRICE)
+    if order_type == LIMIT:
+        if body.get("limit_price") is None:
+            error("limit_price", "is required for limit orders")
+        if body.get("collar_price") is not None:
+            error("collar_price", "is only allowed on market orders")
+    elif order_type == MARKET and body.get("limit_price") is not None:
+        error("limit_price", "is not allowed on market orders")
 
     if errors:
         raise OrderValidationError(errors)
@@ -249,45 +301,11 @@ def parse_order_request(body: object) -> OrderRequest:
         quantity=quantity,
         type=order_type,
         collar_price=collar_price,
+        time_in_force=time_in_force,
+        limit_price=limit_price,
     )
 
 
 def order_id_for(sequence: int) -> str:
     """The exchange-assigned order id of the ``sequence``-th order: EX-000001."""
     return f"EX-{sequence:06d}"
-
-
-def collar_breached(request: OrderRequest, quote: Quote) -> bool:
-    """Whether the price a market order would get is worse than its collar."""
-    if request.collar_price is None:
-        return False
-    if request.side == BUY:
-        return quote.ask > request.collar_price
-    return quote.bid < request.collar_price
-
-
-def match_market(
-    request: OrderRequest, quote: Quote, order_id: str, now: datetime
-) -> Order:
-    """Match a market order against ``quote``: all or nothing, at once.
-
-    A buy fills in full at the ask, a sell at the bid, in one execution — unless
-    the price is outside the collar, in which case the order is rejected
-    (``price_outside_collar``) with no execution. Either way the result is an
-    accepted order to store, so a resend returns the same outcome.
-    """
-    common = {
-        "order_id": order_id,
-        "client_order_id": request.client_order_id,
-        "symbol": request.symbol,
-        "side": request.side,
-        "type": request.type,
-        "quantity": request.quantity,
-        "collar_price": request.collar_price,
-        "created_at": now,
-    }
-    if collar_breached(request, quote):
-        return Order(status=REJECTED, reject_reason=PRICE_OUTSIDE_COLLAR, **common)
-    price = quote.ask if request.side == BUY else quote.bid
-    execution = Execution(f"{order_id}-1", request.quantity, price, now)
-    return Order(status=FILLED, executions=(execution,), **common)

@@ -1,9 +1,14 @@
 """Quotes: a seeded random walk per symbol, thread-safe.
 
-Contract: given the same seed and the same number of :meth:`QuoteBook.step` calls,
-every quote is identical (the timestamp aside). Each step moves every symbol's mid
-by a gaussian relative change (sigma 0.05 %) in the fixed symbol order, so one
-random stream drives the whole book. Prices are rounded to 0.01 and never <= 0.
+Contract: given the same seed and the same number of :meth:`QuoteBook.step` calls
+(and no :meth:`QuoteBook.set`), every quote is identical (the timestamp aside).
+Each step moves every symbol's mid by a gaussian relative change (sigma 0.05 %) in
+the fixed symbol order, so one random stream drives the whole book. Prices are
+rounded to 0.01 and never <= 0.
+
+Liquidity: each quote carries one ``size`` at the touch (bid and ask alike). The
+matching engine offers that size to every crossing order at every tick, so the
+model stays deterministic: no queue, no depletion.
 """
 
 from __future__ import annotations
@@ -13,14 +18,14 @@ import random
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from exchange_mock.logfmt import log_event
+from exchange_mock.wire import CENT, format_decimal, isoformat, utcnow
 
 logger = logging.getLogger(__name__)
 
-CENT = Decimal("0.01")
 # The walk keeps more precision than it shows: rounding the walk itself to cents
 # every step would make cheap symbols stick at one price.
 _INTERNAL = Decimal("0.00000001")
@@ -29,6 +34,7 @@ HALF_SPREAD_RATIO = Decimal("0.0001")  # half of a 0.02 % spread
 MIN_HALF_SPREAD = CENT
 # Floor of the mid: keeps bid = mid - half spread strictly positive.
 MIN_MID = Decimal("1.00")
+DEFAULT_TOUCH_SIZE = Decimal("1000")
 
 DEFAULT_PRICES: Mapping[str, Decimal] = {
     "AAPL": Decimal("190.00"),
@@ -44,20 +50,10 @@ DEFAULT_PRICES: Mapping[str, Decimal] = {
 }
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def isoformat(moment: datetime) -> str:
-    """ISO-8601 UTC with a ``Z`` suffix (``datetime.fromisoformat`` reads it)."""
-    return (
-        moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-    )
-
-
 @dataclass(frozen=True)
 class Quote:
-    """One symbol's top of book. ``last`` is the mid; bid < last < ask."""
+    """One symbol's top of book. ``last`` is the mid; bid < last < ask; ``size``
+    is the quantity available at the bid and at the ask."""
 
     symbol: str
     bid: Decimal
@@ -65,6 +61,7 @@ class Quote:
     last: Decimal
     timestamp: datetime
     tick: int
+    size: Decimal = DEFAULT_TOUCH_SIZE
 
     def to_json(self) -> dict[str, str | int]:
         return {
@@ -72,18 +69,25 @@ class Quote:
             "bid": str(self.bid),
             "ask": str(self.ask),
             "last": str(self.last),
+            "size": format_decimal(self.size),
             "timestamp": isoformat(self.timestamp),
             "tick": self.tick,
         }
 
 
-def make_quote(symbol: str, mid: Decimal, timestamp: datetime, tick: int) -> Quote:
+def make_quote(
+    symbol: str,
+    mid: Decimal,
+    timestamp: datetime,
+    tick: int,
+    size: Decimal = DEFAULT_TOUCH_SIZE,
+) -> Quote:
     """Quote around ``mid``: half spread = max(0.01 % of mid, 0.01), in cents."""
     last = mid.quantize(CENT, rounding=ROUND_HALF_UP)
     half = (last * HALF_SPREAD_RATIO).quantize(CENT, ROUND_HALF_UP)
     half = max(half, MIN_HALF_SPREAD)
     bid = max(last - half, CENT)
-    return Quote(symbol, bid, last + half, last, timestamp, tick)
+    return Quote(symbol, bid, last + half, last, timestamp, tick, size)
 
 
 QuoteListener = Callable[[Mapping[str, Quote]], None]
@@ -97,11 +101,13 @@ class QuoteBook:
         seed: int = 42,
         prices: Mapping[str, Decimal] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        touch_size: Decimal = DEFAULT_TOUCH_SIZE,
     ) -> None:
         self._rng = random.Random(seed)
         self._clock = clock
         self._lock = threading.Lock()
         self._mids = {s: Decimal(p) for s, p in (prices or DEFAULT_PRICES).items()}
+        self._sizes = dict.fromkeys(self._mids, Decimal(touch_size))
         self._symbols = tuple(self._mids)
         self._tick = 0
         self._quotes = self._build(clock())
@@ -129,9 +135,9 @@ class QuoteBook:
             return dict(self._quotes)
 
     def subscribe(self, listener: QuoteListener) -> None:
-        """Call ``listener(quotes)`` after every step (outside the book's lock).
-
-        The hook for resting orders that fill as quotes move.
+        """Call ``listener(quotes)`` after every step or :meth:`set`, outside the
+        book's lock, in the thread that moved the quotes; ``quotes`` holds the
+        symbols that changed. The hook for resting orders that fill as quotes move.
         """
         with self._lock:
             self._listeners.append(listener)
@@ -148,15 +154,51 @@ class QuoteBook:
             self._quotes = self._build(self._clock())
             quotes = dict(self._quotes)
             listeners = list(self._listeners)
+        self._notify(listeners, quotes)
+        return quotes
+
+    def set(
+        self, symbol: str, last: Decimal | None = None, size: Decimal | None = None
+    ) -> Quote:
+        """Set ``symbol``'s mid and/or touch size (operator control), then notify
+        the listeners like a tick of that one symbol; returns the new quote.
+
+        Raises KeyError for a symbol the exchange does not list. Does not count
+        as a step: the walk carries on from the new mid.
+        """
+        with self._lock:
+            if symbol not in self._mids:
+                raise KeyError(symbol)
+            if last is not None:
+                self._mids[symbol] = max(Decimal(last), MIN_MID)
+            if size is not None:
+                self._sizes[symbol] = Decimal(size)
+            quote = make_quote(
+                symbol,
+                self._mids[symbol],
+                self._clock(),
+                self._tick,
+                self._sizes[symbol],
+            )
+            self._quotes = {**self._quotes, symbol: quote}
+            listeners = list(self._listeners)
+        self._notify(listeners, {symbol: quote})
+        return quote
+
+    def _notify(
+        self, listeners: list[QuoteListener], quotes: Mapping[str, Quote]
+    ) -> None:
         for listener in listeners:
             try:
                 listener(quotes)
             except Exception:  # a listener's bug must not stop the quotes
                 logger.exception("quote listener failed")
-        return quotes
 
     def _build(self, now: datetime) -> dict[str, Quote]:
-        return {s: make_quote(s, mid, now, self._tick) for s, mid in self._mids.items()}
+        return {
+            s: make_quote(s, mid, now, self._tick, self._sizes[s])
+            for s, mid in self._mids.items()
+        }
 
 
 class QuoteTicker:

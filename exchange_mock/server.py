@@ -1,23 +1,14 @@
-"""HTTP/JSON shell around the :class:`~exchange_mock.engine.Exchange`.
-
-Routes (bodies are JSON, numbers are decimal strings)::
-
-    GET  /healthz                   200 {"status": "ok"}
-    GET  /symbols                   200 {"symbols": [...]}
-    GET  /quotes                    200 {"quotes": [quote, ...]}
-    GET  /quotes/<symbol>           200 quote | 404 unknown_symbol
-    POST /orders                    201 new order | 200 same order again (resend)
-                                    400 invalid_json | invalid_order (+ "errors")
-                                    409 duplicate_client_order_id (+ "order")
-                                    422 unknown_symbol
-    GET  /orders[?client_order_id=] 200 {"orders": [...]} in acceptance order
-    GET  /orders/<client_order_id>  200 order | 404 unknown_order
+"""HTTP transport of the exchange: keep-alive connections, routing, problems,
+fault injection and a graceful stop. The routes live in :mod:`exchange_mock.routes`
+(public) and :mod:`exchange_mock.admin` (operator); README.md documents them.
 
 Status policy: 400 = the request is malformed (fix it, do not resend as is);
-422 = well-formed but refused, nothing stored; 409 = the client_order_id belongs
-to an order with other parameters. Every error is an RFC 9457 problem
-(``application/problem+json``) with ``type``, ``title``, ``status``, ``detail``
-and a stable ``code``; bad input never yields a 500.
+404 = no such resource (for an order: not in the caller's session); 409 = a
+conflict with state (``stale_epoch``, ``duplicate_client_order_id``); 422 =
+well-formed but refused, nothing stored; 503 ``injected_error`` = a fault
+injected on purpose, nothing processed. Every error is an RFC 9457 problem
+(``application/problem+json``) with a stable ``code``; bad input never yields a
+500.
 
 Connections are HTTP/1.1 keep-alive: every response carries Content-Length, and
 a request body is always read in full so the next request on the connection
@@ -29,197 +20,27 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import socket
 import socketserver
 import threading
-from collections.abc import Callable
-from decimal import Decimal
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
-from exchange_mock.engine import (
-    DuplicateOrderConflict,
-    Exchange,
-    UnknownSymbolError,
-)
+from exchange_mock import admin, routes
+from exchange_mock.engine import Exchange
+from exchange_mock.faults import FaultPlan, Faults
 from exchange_mock.logfmt import kv, log_event
-from exchange_mock.orders import OrderValidationError, parse_order_request
+from exchange_mock.problems import Problem
+from exchange_mock.routes import Response
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
-PROBLEM_TYPE_PREFIX = "urn:exchange-mock:problem:"
-
-
-class Problem(Exception):
-    """An error response (RFC 9457). ``close`` drops the connection afterwards,
-    for errors after which the request stream cannot be trusted."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        title: str,
-        detail: str,
-        *,
-        extra: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-        close: bool = False,
-    ) -> None:
-        super().__init__(f"{status} {code}: {detail}")
-        self.status = status
-        self.code = code
-        self.title = title
-        self.detail = detail
-        self.extra = extra or {}
-        self.headers = headers or {}
-        self.close = close
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "type": PROBLEM_TYPE_PREFIX + self.code,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            "code": self.code,
-            **self.extra,
-        }
-
-
-Response = tuple[int, dict[str, Any], dict[str, str]]
-Handler = Callable[["ExchangeRequestHandler", dict[str, str]], Response]
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def parse_json_body(body: bytes) -> Any:
-    """Decode a request body; raises a 400 ``invalid_json`` :class:`Problem`."""
-    if not body:
-        raise Problem(400, "invalid_json", "Malformed JSON", "the body is empty")
-    try:
-        # parse_float=Decimal: a JSON number never passes through a binary float.
-        return json.loads(
-            body.decode("utf-8"),
-            parse_float=Decimal,
-            parse_constant=_refuse_constant,
-        )
-    except UnicodeDecodeError as exc:
-        raise Problem(
-            400, "invalid_json", "Malformed JSON", "the body is not UTF-8"
-        ) from exc
-    # ValueError covers JSONDecodeError and ints beyond the digit limit;
-    # RecursionError a pathologically nested document.
-    except (ValueError, RecursionError) as exc:
-        raise Problem(
-            400, "invalid_json", "Malformed JSON", f"the body is not JSON: {exc}"
-        ) from exc
-
-
-# --- route handlers: (handler, path params) -> (status, payload, headers) ---
-
-
-def _healthz(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
-    return 200, {"status": "ok"}, {}
-
-
-def _symbols(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
-    return 200, {"symbols": list(h.exchange.quotes.symbols)}, {}
-
-
-def _quotes(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
-    quotes = h.exchange.quotes.snapshot()
-    return 200, {"quotes": [q.to_json() for q in quotes.values()]}, {}
-
-
-def _quote(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
-    quote = h.exchange.quotes.get(params["symbol"])
-    if quote is None:
-        raise Problem(
-            404,
-            "unknown_symbol",
-            "Unknown symbol",
-            f"the exchange does not list {params['symbol']!r}",
-        )
-    return 200, quote.to_json(), {}
-
-
-def _list_orders(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
-    query = parse_qs(h.query)
-    orders = h.exchange.list_orders()
-    if "client_order_id" in query:
-        wanted = set(query["client_order_id"])
-        orders = [o for o in orders if o.client_order_id in wanted]
-    return 200, {"orders": [o.to_json() for o in orders]}, {}
-
-
-def _get_order(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
-    order = h.exchange.get_order(params["client_order_id"])
-    if order is None:
-        raise Problem(
-            404,
-            "unknown_order",
-            "Unknown order",
-            f"no order with client_order_id {params['client_order_id']!r}",
-        )
-    return 200, order.to_json(), {}
-
-
-def _post_order(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
-    try:
-        request = parse_order_request(parse_json_body(h.body))
-    except OrderValidationError as exc:
-        log_event(logger, "order_invalid", errors=str(exc))
-        raise Problem(
-            400,
-            "invalid_order",
-            "Invalid order",
-            f"the order is malformed: {exc}",
-            extra={"errors": exc.errors},
-        ) from exc
-    try:
-        result = h.exchange.submit(request)
-    except UnknownSymbolError as exc:
-        raise Problem(
-            422,
-            "unknown_symbol",
-            "Unknown symbol",
-            f"the exchange does not list {exc.symbol!r}; nothing was stored",
-        ) from exc
-    except DuplicateOrderConflict as exc:
-        raise Problem(
-            409,
-            "duplicate_client_order_id",
-            "Duplicate client_order_id",
-            f"client_order_id {exc.existing.client_order_id!r} belongs to order "
-            f"{exc.existing.order_id} with other parameters",
-            extra={"order": exc.existing.to_json()},
-        ) from exc
-    headers = {"Location": f"/orders/{result.order.client_order_id}"}
-    if result.created:
-        return 201, result.order.to_json(), headers
-    # A resend: same order, same executions. The header makes replays visible.
-    return 200, result.order.to_json(), {**headers, "Idempotent-Replayed": "true"}
-
-
-_SEGMENT = r"(?P<{name}>[^/]+)"
-ROUTES: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
-    (re.compile(r"/healthz"), {"GET": _healthz}),
-    (re.compile(r"/symbols"), {"GET": _symbols}),
-    (re.compile(r"/quotes"), {"GET": _quotes}),
-    (re.compile(r"/quotes/" + _SEGMENT.format(name="symbol")), {"GET": _quote}),
-    (re.compile(r"/orders"), {"GET": _list_orders, "POST": _post_order}),
-    (
-        re.compile(r"/orders/" + _SEGMENT.format(name="client_order_id")),
-        {"GET": _get_order},
-    ),
-]
+ROUTES = routes.ROUTES + admin.ROUTES
 
 
 class ExchangeRequestHandler(BaseHTTPRequestHandler):
@@ -294,14 +115,34 @@ class ExchangeRequestHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self.body = b""
+        plan = self.server.faults.plan(urlsplit(self.path).path)
+        if plan.refuse:
+            # Before the body is read and anything is done: to the client this
+            # is a connection closed with no answer.
+            self._hang_up("refused")
+            return
+        if plan.delay_s:
+            self.server.halt.wait(plan.delay_s)
         try:
             self.body = self._read_body()
+            if plan.error:
+                raise Problem(
+                    503,
+                    "injected_error",
+                    "Service unavailable",
+                    "fault injection: the request was not processed; retry",
+                )
             status, payload, headers = self._route()
-            self._send(status, payload, JSON, headers)
+            response = (status, payload, JSON, headers)
         except Problem as problem:
             if problem.close:
                 self.close_connection = True
-            self._send(problem.status, problem.to_json(), PROBLEM_JSON, problem.headers)
+            response = (
+                problem.status,
+                problem.to_json(),
+                PROBLEM_JSON,
+                problem.headers,
+            )
         except (ConnectionError, TimeoutError):
             raise  # the peer is gone: nobody to answer
         except Exception:
@@ -312,7 +153,31 @@ class ExchangeRequestHandler(BaseHTTPRequestHandler):
             problem = Problem(
                 500, "internal_error", "Internal error", "see the exchange's log"
             )
-            self._send(500, problem.to_json(), PROBLEM_JSON, {})
+            response = (500, problem.to_json(), PROBLEM_JSON, {})
+        if not self._lose_answer(plan):
+            self._send(*response)
+
+    def _lose_answer(self, plan: FaultPlan) -> bool:
+        """Apply the faults that strike after processing; True if the answer is
+        lost (the connection is closed without it)."""
+        if plan.drop:
+            self._hang_up("dropped")
+            return True
+        if plan.hold_s is not None:
+            # The client sees a request that never completes: its own timeout
+            # fires first unless it waits longer than hold_s.
+            self.server.halt.wait(plan.hold_s)
+            self._hang_up("timed_out")
+            return True
+        return False
+
+    def _hang_up(self, fault: str) -> None:
+        log_event(
+            logger, "fault_injected", fault=fault, method=self.command, path=self.path
+        )
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _route(self) -> Response:
         parts = urlsplit(self.path)
@@ -447,11 +312,19 @@ class ExchangeHTTPServer(ThreadingHTTPServer):
     block_on_close = True
     request_queue_size = 128  # bursts of concurrent clients (the default is 5)
 
-    def __init__(self, address: tuple[str, int], exchange: Exchange) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        exchange: Exchange,
+        faults: Faults | None = None,
+    ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.exchange = exchange
+        self.faults = faults or Faults()
         self.stopping = False
+        # Set by stop(): cuts short injected delays and holds.
+        self.halt = threading.Event()
         self._connections_lock = threading.Lock()
         self._connections: dict[ExchangeRequestHandler, str] = {}
         super().__init__(address, ExchangeRequestHandler)
@@ -472,6 +345,11 @@ class ExchangeHTTPServer(ThreadingHTTPServer):
             if ":" in host
             else (f"http://{host}:{self.server_port}")
         )
+
+    @property
+    def connection_count(self) -> int:
+        with self._connections_lock:
+            return len(self._connections)
 
     def track(self, handler: ExchangeRequestHandler) -> None:
         with self._connections_lock:
@@ -512,6 +390,7 @@ class ExchangeHTTPServer(ThreadingHTTPServer):
         racing the stop on an idle connection is dropped unprocessed (the client
         sees a reset and resends; orders are idempotent).
         """
+        self.halt.set()
         self.shutdown()  # the accept loop ends; nothing new is accepted
         with self._connections_lock:
             self.stopping = True

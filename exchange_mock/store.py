@@ -1,9 +1,18 @@
-"""SQLite persistence of orders and their executions.
+"""SQLite persistence: orders, executions, report feeds, session epochs, and the
+market state.
 
-Contract: ``client_order_id`` is UNIQUE, so the table itself refuses a second order
-for one id even if a caller bypassed the engine's lock. With a file path the store
-survives a restart (orders, executions and the order-id sequence); ``:memory:``
-lives as long as the process.
+Contracts:
+
+- ``client_order_id`` is UNIQUE, so the table itself refuses a second order for
+  one id even if a caller bypassed the engine's lock;
+- :meth:`OrderStore.commit` writes an order's new state, its new executions and
+  the reports of the change in ONE transaction: the feed never shows a change
+  the order table lacks, or the reverse, even across a crash;
+- report seqs are per session, from 1, without gaps, assigned in that
+  transaction;
+- with a file path everything survives a restart; ``:memory:`` lives as long as
+  the process. One process per store file (the engine keeps open orders in
+  memory).
 
 One connection shared by all threads, guarded by one lock: the exchange's write
 rate is tiny and this keeps sqlite3's threading rules out of the picture.
@@ -11,14 +20,17 @@ rate is tiny and this keeps sqlite3's threading rules out of the picture.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from exchange_mock.orders import Execution, Order
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -32,8 +44,14 @@ CREATE TABLE IF NOT EXISTS orders (
     collar_price TEXT,
     status TEXT NOT NULL,
     reject_reason TEXT,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    session_id TEXT NOT NULL DEFAULT 'default',
+    time_in_force TEXT NOT NULL DEFAULT 'day',
+    limit_price TEXT,
+    updated_at TEXT
 );
+CREATE INDEX IF NOT EXISTS orders_open ON orders (seq)
+    WHERE status IN ('new', 'partially_filled');
 CREATE TABLE IF NOT EXISTS executions (
     exec_id TEXT PRIMARY KEY,
     order_seq INTEGER NOT NULL REFERENCES orders (seq),
@@ -43,11 +61,36 @@ CREATE TABLE IF NOT EXISTS executions (
     timestamp TEXT NOT NULL,
     UNIQUE (order_seq, n)
 );
+CREATE TABLE IF NOT EXISTS reports (
+    session_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    client_order_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    epoch INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+# Version 1 (market orders only) had no sessions, time in force or limit price.
+_MIGRATE_FROM_1 = """
+ALTER TABLE orders ADD COLUMN session_id TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE orders ADD COLUMN time_in_force TEXT NOT NULL DEFAULT 'day';
+ALTER TABLE orders ADD COLUMN limit_price TEXT;
+ALTER TABLE orders ADD COLUMN updated_at TEXT;
 """
 
 _ORDER_COLUMNS = (
     "seq, order_id, client_order_id, symbol, side, type, quantity, collar_price, "
-    "status, reject_reason, created_at"
+    "status, reject_reason, created_at, session_id, time_in_force, limit_price, "
+    "updated_at"
 )
 
 
@@ -55,8 +98,13 @@ class DuplicateOrderError(Exception):
     """An order with this client_order_id (or order_id) is already stored."""
 
 
+class StoreVersionError(sqlite3.DatabaseError):
+    """The store file was written by a newer version of the exchange."""
+
+
 class OrderStore:
-    """Orders and executions in SQLite. Thread-safe; close() when done."""
+    """Orders, executions, feeds and epochs in SQLite. Thread-safe; close() when
+    done."""
 
     def __init__(self, path: str = ":memory:") -> None:
         self.path = path
@@ -68,13 +116,28 @@ class OrderStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
-            with self._conn:
-                self._conn.executescript(_SCHEMA)
-                self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._migrate()
+
+    def _migrate(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreVersionError(
+                f"{self.path}: schema version {version} is newer than "
+                f"{SCHEMA_VERSION}; use a newer exchange_mock or another store"
+            )
+        # One transaction (user_version is transactional too): a crash halfway
+        # leaves the old version, which migrates again at the next start.
+        migration = _MIGRATE_FROM_1 if version == 1 else ""
+        self._conn.executescript(
+            f"BEGIN; {migration} {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; "
+            "COMMIT;"
+        )
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    # --- orders ---
 
     def next_sequence(self) -> int:
         """The sequence number the next inserted order should use.
@@ -87,33 +150,32 @@ class OrderStore:
             return int(row.fetchone()[0]) + 1
 
     def insert(self, sequence: int, order: Order) -> None:
-        """Store a new order and its executions in one transaction.
+        """Store a new order and its executions (no reports)."""
+        self.commit(order, (), sequence=sequence)
 
-        Raises :class:`DuplicateOrderError` if the client_order_id (or the
+    def commit(
+        self,
+        order: Order,
+        reports: Sequence[dict[str, Any]],
+        *,
+        sequence: int | None = None,
+    ) -> int:
+        """In one transaction: insert (``sequence`` given) or update ``order``,
+        add its executions not stored yet, and append ``reports`` to the feed of
+        its session. Returns the seq of the last report (0 if none).
+
+        Raises :class:`DuplicateOrderError` if a new order's client_order_id (or
         sequence) is taken; nothing is written then.
         """
         with self._lock:
             try:
                 with self._conn:
-                    self._conn.execute(
-                        f"INSERT INTO orders ({_ORDER_COLUMNS}) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            sequence,
-                            order.order_id,
-                            order.client_order_id,
-                            order.symbol,
-                            order.side,
-                            order.type,
-                            str(order.quantity),
-                            _opt(order.collar_price),
-                            order.status,
-                            order.reject_reason,
-                            order.created_at.isoformat(),
-                        ),
-                    )
+                    if sequence is None:
+                        sequence = self._update(order)
+                    else:
+                        self._insert(sequence, order)
                     self._conn.executemany(
-                        "INSERT INTO executions "
+                        "INSERT OR IGNORE INTO executions "
                         "(exec_id, order_seq, n, quantity, price, timestamp) "
                         "VALUES (?, ?, ?, ?, ?, ?)",
                         [
@@ -128,8 +190,48 @@ class OrderStore:
                             for n, e in enumerate(order.executions, start=1)
                         ],
                     )
+                    return self._append_reports(order.session_id, reports)
             except sqlite3.IntegrityError as exc:
                 raise DuplicateOrderError(order.client_order_id) from exc
+
+    def _insert(self, sequence: int, order: Order) -> None:
+        self._conn.execute(
+            f"INSERT INTO orders ({_ORDER_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                sequence,
+                order.order_id,
+                order.client_order_id,
+                order.symbol,
+                order.side,
+                order.type,
+                str(order.quantity),
+                _opt(order.collar_price),
+                order.status,
+                order.reject_reason,
+                order.created_at.isoformat(),
+                order.session_id,
+                order.time_in_force,
+                _opt(order.limit_price),
+                None if order.updated_at is None else order.updated_at.isoformat(),
+            ),
+        )
+
+    def _update(self, order: Order) -> int:
+        """Update the mutable columns; returns the order's seq."""
+        row = self._conn.execute(
+            "UPDATE orders SET status = ?, reject_reason = ?, updated_at = ? "
+            "WHERE client_order_id = ? RETURNING seq",
+            (
+                order.status,
+                order.reject_reason,
+                None if order.updated_at is None else order.updated_at.isoformat(),
+                order.client_order_id,
+            ),
+        ).fetchone()
+        if row is None:
+            raise LookupError(f"no stored order {order.client_order_id!r}")
+        return int(row[0])
 
     def get(self, client_order_id: str) -> Order | None:
         with self._lock:
@@ -147,9 +249,93 @@ class OrderStore:
             ).fetchall()
             return self._load(rows)
 
+    def open_orders(self) -> list[Order]:
+        """The orders that can still fill, in acceptance (arrival) order."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_ORDER_COLUMNS} FROM orders "
+                "WHERE status IN ('new', 'partially_filled') ORDER BY seq"
+            ).fetchall()
+            return self._load(rows)
+
     def count(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM orders").fetchone()[0])
+
+    # --- report feeds ---
+
+    def _append_reports(
+        self, session_id: str, reports: Sequence[dict[str, Any]]
+    ) -> int:
+        last = 0
+        for body in reports:
+            (last,) = self._conn.execute(
+                "INSERT INTO reports (session_id, seq, type, client_order_id, body) "
+                "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM reports "
+                "WHERE session_id = ?), ?, ?, ?) RETURNING seq",
+                (
+                    session_id,
+                    session_id,
+                    body["type"],
+                    body["client_order_id"],
+                    json.dumps(body),
+                ),
+            ).fetchone()
+        return last
+
+    def reports_after(
+        self, session_id: str, after: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` reports of the session with seq > ``after``, by seq."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, body FROM reports WHERE session_id = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (session_id, after, limit),
+            ).fetchall()
+        return [{"seq": seq, **json.loads(body)} for seq, body in rows]
+
+    def last_seq(self, session_id: str) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM reports WHERE session_id = ?",
+                (session_id,),
+            ).fetchone()
+            return int(row[0])
+
+    # --- session epochs and the market state ---
+
+    def get_epoch(self, session_id: str) -> int | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT epoch FROM sessions WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            return None if row is None else int(row[0])
+
+    def set_epoch(self, session_id: str, epoch: int) -> None:
+        """Raise the session's highest epoch to ``epoch`` (never lowers it)."""
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO sessions (session_id, epoch) VALUES (?, ?) "
+                "ON CONFLICT (session_id) DO UPDATE "
+                "SET epoch = MAX(epoch, excluded.epoch)",
+                (session_id, epoch),
+            )
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT value FROM meta WHERE key = ?", (key,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        with self._lock, self._conn:
+            self._conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                list(values.items()),
+            )
 
     def _load(self, rows: list[tuple]) -> list[Order]:
         if not rows:
@@ -181,11 +367,17 @@ class OrderStore:
                 side=side,
                 type=type_,
                 quantity=Decimal(quantity),
-                collar_price=None if collar is None else Decimal(collar),
+                collar_price=_dec(collar),
                 status=status,
                 reject_reason=reject_reason,
                 created_at=datetime.fromisoformat(created_at),
                 executions=tuple(executions[seq]),
+                session_id=session_id,
+                time_in_force=time_in_force,
+                limit_price=_dec(limit_price),
+                updated_at=None
+                if updated_at is None
+                else (datetime.fromisoformat(updated_at)),
             )
             for (
                 seq,
@@ -199,9 +391,17 @@ class OrderStore:
                 status,
                 reject_reason,
                 created_at,
+                session_id,
+                time_in_force,
+                limit_price,
+                updated_at,
             ) in rows
         ]
 
 
 def _opt(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
+
+
+def _dec(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)

@@ -1,11 +1,15 @@
 """Turns one Kafka message into service calls; knows nothing of Kafka or ZooKeeper,
 so it is unit-testable with a fake exchange.
 
-Per message: (1) fenced transaction: accepted → submitted; (2) the order goes to
+trade.placed: (1) fenced transaction: accepted → submitted; (2) the order goes to
 the exchange, idempotent by client_order_id = trade id; (3) fenced transaction:
-apply the exchange's answer and advance the stored offset. A crash anywhere replays
-the message, and every step of a replay is a no-op or a resend the exchange
-deduplicates.
+apply the exchange's answer and advance the stored offset.
+trade.cancel_requested: the cancel goes to the exchange, and its answer (canceled,
+or filled when the fill won the race) is applied the same way.
+
+A crash anywhere replays the message, and every step of a replay is a no-op or a
+request the exchange deduplicates; an attempt whose outcome is unknown is resolved
+by asking the exchange before sending again.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from broker.errors import Fenced
 from broker.events import Event, UndecodableEvent
@@ -22,18 +28,22 @@ from broker.exchange_client import (
     ExchangeError,
     ExchangeOrder,
     ExchangeRefused,
+    StaleEpoch,
 )
-from broker.models import Trade
+from broker.models import Trade, TradeEvent
 from broker.services.leadership import consumer_offset_advance
 from broker.services.settlement import (
     trade_apply_order,
+    trade_finish_unsent,
     trade_mark_submitted,
-    trade_reject,
 )
 from broker.services.transitions import TERMINAL
 from executor.fencing import Fence
 
 logger = logging.getLogger(__name__)
+
+Status = Trade.Status
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,33 +73,61 @@ def handle_message(
     try:
         event = Event.decode(raw)
     except UndecodableEvent as exc:
-        logger.error(
-            "undecodable message skipped topic=%s partition=%s offset=%s error=%s",
-            position.topic,
-            position.partition,
-            position.offset,
-            exc,
-        )
-        _advance(fence, position)
+        _skip(fence, position, f"undecodable: {exc}")
         return
-    if event.event_type == "trade.placed":
-        _handle_trade_placed(
-            event, position=position, fence=fence, exchange=exchange, retry=retry
+    handler = _HANDLERS.get(event.event_type)
+    if handler is None:
+        _skip(fence, position, f"unknown event type {event.event_type!r}")
+        return
+    try:
+        trade_id = uuid.UUID(str(event.payload["trade_id"]))
+    except (KeyError, ValueError):
+        _skip(fence, position, f"event {event.event_id} has no valid trade_id")
+        return
+    try:
+        handler(
+            trade_id, position=position, fence=fence, exchange=exchange, retry=retry
         )
-    else:
-        logger.error(
-            "unknown event type skipped type=%s event=%s topic=%s offset=%s",
-            event.event_type,
-            event.event_id,
-            position.topic,
-            position.offset,
-        )
-        _advance(fence, position)
+    except StaleEpoch as exc:
+        raise Fenced(f"{fence.topic}: the exchange knows a newer epoch") from exc
 
 
-def _advance(fence: Fence, position: MessagePosition) -> None:
+def _skip(fence: Fence, position: MessagePosition, reason: str) -> None:
+    logger.error(
+        "message skipped topic=%s partition=%s offset=%s reason=%s",
+        position.topic,
+        position.partition,
+        position.offset,
+        reason,
+    )
     with fence.transaction():
         _store_offset(position)
+
+
+def _done(
+    position: MessagePosition,
+    fence: Fence,
+    trade_id: uuid.UUID,
+    action: str,
+    outcome: str = "",
+    order: ExchangeOrder | None = None,
+) -> None:
+    """End of a message that touched a trade: leave the timeline record (which
+    message, which leader, what the exchange said) and store the offset."""
+    TradeEvent.objects.create(
+        trade_id=trade_id,
+        kind="handled",
+        epoch=fence.epoch,
+        detail={
+            "topic": position.topic,
+            "partition": position.partition,
+            "offset": position.offset,
+            "action": action,
+            "outcome": outcome or (order.status if order else ""),
+            "exchange_order_id": order.order_id if order else "",
+        },
+    )
+    _store_offset(position)
 
 
 def _store_offset(position: MessagePosition) -> None:
@@ -101,20 +139,13 @@ def _store_offset(position: MessagePosition) -> None:
 
 
 def _handle_trade_placed(
-    event: Event,
+    trade_id: uuid.UUID,
     *,
     position: MessagePosition,
     fence: Fence,
     exchange: ExchangeClient,
     retry: RetryPolicy,
 ) -> None:
-    try:
-        trade_id = uuid.UUID(str(event.payload["trade_id"]))
-    except (KeyError, ValueError):
-        logger.error("trade.placed without a valid trade_id event=%s", event.event_id)
-        _advance(fence, position)
-        return
-
     with fence.transaction():
         trade = Trade.objects.filter(id=trade_id).first()
         if trade is None or trade.status in TERMINAL:
@@ -122,12 +153,28 @@ def _handle_trade_placed(
                 logger.warning("trade.placed for unknown trade=%s skipped", trade_id)
             _store_offset(position)
             return
-        resend = trade.status != Trade.Status.ACCEPTED
-        if not resend:
-            trade_mark_submitted(trade_id=trade_id)
+        if trade.status == Status.PENDING_CANCEL and trade.submitted_at is None:
+            # Canceled before it was ever sent: nothing to ask the exchange.
+            trade_finish_unsent(
+                trade_id=trade_id, to_status=Status.CANCELED, epoch=fence.epoch
+            )
+            _done(position, fence, trade_id, "none", "canceled before sending")
+            return
+        uncertain = trade.status != Status.ACCEPTED
+        if not uncertain:
+            trade_mark_submitted(trade_id=trade_id, epoch=fence.epoch)
+
+    def send() -> ExchangeOrder | None:
+        nonlocal uncertain
+        try:
+            return _send_order(trade, exchange=exchange, uncertain=uncertain)
+        finally:
+            uncertain = True  # after any attempt, an error leaves the outcome unknown
 
     try:
-        order = _send(trade, resend=resend, fence=fence, exchange=exchange, retry=retry)
+        order = _with_retry(send, fence=fence, retry=retry, trade_id=trade_id)
+    except StaleEpoch:
+        raise
     except ExchangeRefused as exc:
         logger.warning(
             "exchange refused trade=%s code=%s detail=%s",
@@ -136,15 +183,27 @@ def _handle_trade_placed(
             exc.detail,
         )
         with fence.transaction():
-            trade_reject(trade_id=trade_id, reason=exc.code)
-            _store_offset(position)
+            trade_finish_unsent(
+                trade_id=trade_id,
+                to_status=Status.REJECTED,
+                reason=exc.code,
+                epoch=fence.epoch,
+            )
+            _done(position, fence, trade_id, "place_order", f"refused: {exc.code}")
         return
 
     with fence.transaction():
-        settled = trade_apply_order(trade_id=trade_id, order=order)
-        _store_offset(position)
+        if order is None:
+            settled = trade_finish_unsent(
+                trade_id=trade_id, to_status=Status.CANCELED, epoch=fence.epoch
+            )
+        else:
+            settled = trade_apply_order(
+                trade_id=trade_id, order=order, epoch=fence.epoch
+            )
+        _done(position, fence, trade_id, "place_order", settled.status, order)
     logger.info(
-        "trade settled trade=%s status=%s topic=%s epoch=%s",
+        "trade handled trade=%s status=%s topic=%s epoch=%s",
         trade_id,
         settled.status,
         fence.topic,
@@ -152,43 +211,151 @@ def _handle_trade_placed(
     )
 
 
-def _send(
-    trade: Trade,
+def _send_order(
+    trade: Trade, *, exchange: ExchangeClient, uncertain: bool
+) -> ExchangeOrder | None:
+    """Get the trade's order to the exchange once. When an earlier attempt may have
+    reached it, ask first: the exchange's record is the truth. Returns None when
+    the exchange does not have it and a cancel is pending (do not send it now)."""
+    if uncertain:
+        known = exchange.order(trade.exchange_client_order_id)
+        if known is not None or trade.status == Status.PENDING_CANCEL:
+            return known
+    return exchange.place_order(
+        client_order_id=trade.exchange_client_order_id,
+        symbol=trade.symbol,
+        side=trade.side,
+        quantity=trade.quantity,
+        order_type=trade.type,
+        time_in_force=trade.time_in_force,
+        limit_price=trade.limit_price,
+        collar_price=trade.collar_price,
+    )
+
+
+def _handle_reconcile_requested(
+    trade_id: uuid.UUID,
     *,
-    resend: bool,
+    position: MessagePosition,
     fence: Fence,
     exchange: ExchangeClient,
     retry: RetryPolicy,
-) -> ExchangeOrder:
-    """Get the order to the exchange at least once. When the outcome of an earlier
-    attempt is unknown (a replay, a lost answer), ask the exchange first: it is the
-    source of truth, and a resend is deduplicated anyway."""
+) -> None:
+    """Catch a trade up with the exchange's record of it (operations or the stuck
+    trade job asked). A trade not yet sent is left to its placement event."""
+    with fence.transaction():
+        trade = Trade.objects.filter(id=trade_id).first()
+        if trade is None or trade.status in TERMINAL or trade.submitted_at is None:
+            _store_offset(position)
+            return
+    try:
+        order = _with_retry(
+            lambda: _send_order(trade, exchange=exchange, uncertain=True),
+            fence=fence,
+            retry=retry,
+            trade_id=trade_id,
+        )
+    except StaleEpoch:
+        raise
+    except ExchangeRefused as exc:
+        with fence.transaction():
+            trade_finish_unsent(
+                trade_id=trade_id,
+                to_status=Status.REJECTED,
+                reason=exc.code,
+                epoch=fence.epoch,
+            )
+            _done(position, fence, trade_id, "reconcile", f"refused: {exc.code}")
+        return
+    with fence.transaction():
+        if order is None:
+            settled = trade_finish_unsent(
+                trade_id=trade_id, to_status=Status.CANCELED, epoch=fence.epoch
+            )
+        else:
+            settled = trade_apply_order(
+                trade_id=trade_id, order=order, epoch=fence.epoch
+            )
+        _done(position, fence, trade_id, "reconcile", settled.status, order)
+    logger.info(
+        "trade reconciled trade=%s status=%s topic=%s epoch=%s",
+        trade_id,
+        settled.status,
+        fence.topic,
+        fence.epoch,
+    )
+
+
+def _handle_cancel_requested(
+    trade_id: uuid.UUID,
+    *,
+    position: MessagePosition,
+    fence: Fence,
+    exchange: ExchangeClient,
+    retry: RetryPolicy,
+) -> None:
+    with fence.transaction():
+        trade = Trade.objects.filter(id=trade_id).first()
+        if trade is None or trade.status != Status.PENDING_CANCEL:
+            # Terminal already (a fill won, or the placement handled the cancel).
+            _store_offset(position)
+            return
+        if trade.submitted_at is None:
+            trade_finish_unsent(
+                trade_id=trade_id, to_status=Status.CANCELED, epoch=fence.epoch
+            )
+            _done(position, fence, trade_id, "none", "canceled before sending")
+            return
+
+    order = _with_retry(
+        lambda: exchange.cancel_order(trade.exchange_client_order_id),
+        fence=fence,
+        retry=retry,
+        trade_id=trade_id,
+    )
+    with fence.transaction():
+        if order is None:
+            # The exchange never took the order: nothing can fill it now.
+            settled = trade_finish_unsent(
+                trade_id=trade_id, to_status=Status.CANCELED, epoch=fence.epoch
+            )
+        else:
+            settled = trade_apply_order(
+                trade_id=trade_id, order=order, epoch=fence.epoch
+            )
+        _done(position, fence, trade_id, "cancel_order", settled.status, order)
+    logger.info(
+        "cancel handled trade=%s status=%s topic=%s epoch=%s",
+        trade_id,
+        settled.status,
+        fence.topic,
+        fence.epoch,
+    )
+
+
+def _with_retry(
+    call: Callable[[], T], *, fence: Fence, retry: RetryPolicy, trade_id: object
+) -> T:
+    """Call until the exchange answers (ExchangeRefused is an answer). Backs off
+    exponentially; gives up only when this process stops being the leader."""
     delay = retry.first_delay
     while True:
         fence.check_alive()
         try:
-            if resend:
-                known = exchange.order(trade.client_order_id)
-                if known is not None:
-                    return known
-            return exchange.place_order(
-                client_order_id=trade.client_order_id,
-                symbol=trade.symbol,
-                side=trade.side,
-                quantity=trade.quantity,
-                order_type=trade.type,
-                collar_price=trade.collar_price,
-            )
+            return call()
         except ExchangeError as exc:
             logger.warning(
                 "exchange unavailable, retrying trade=%s in %.2fs error=%s",
-                trade.id,
+                trade_id,
                 delay,
                 exc,
             )
-            resend = True
             time.sleep(delay)
             delay = min(delay * 2, retry.max_delay)
 
 
-__all__ = ["Fenced", "MessagePosition", "RetryPolicy", "handle_message"]
+_HANDLERS = {
+    "trade.placed": _handle_trade_placed,
+    "trade.cancel_requested": _handle_cancel_requested,
+    "trade.reconcile_requested": _handle_reconcile_requested,
+}

@@ -13,11 +13,12 @@ from django.db import close_old_connections
 from kazoo.client import KazooClient, KazooState
 
 from broker.errors import Fenced
-from broker.exchange_client import ExchangeClient
+from broker.exchange_client import ExchangeClient, ExchangeError, StaleEpoch
 from broker.kafka_admin import ensure_topics
 from broker.services.leadership import topic_leader_claim
 from executor.consumer import TopicConsumer
 from executor.election import TopicCandidate
+from executor.feed import FeedFollower
 from executor.fencing import Fence
 from executor.handlers import MessagePosition, handle_message
 
@@ -118,6 +119,22 @@ class Executor:
 
     # -- leadership -----------------------------------------------------------
 
+    def _logon(self, exchange: ExchangeClient, fence: Fence) -> None:
+        """Log on to the topic's exchange session with our epoch, which from then on
+        refuses the previous leader. Retries while the exchange is unreachable."""
+        delay = 0.05
+        while True:
+            fence.check_alive()
+            try:
+                exchange.logon()
+                return
+            except ExchangeError as exc:
+                logger.warning(
+                    "exchange logon failed topic=%s error=%s", fence.topic, exc
+                )
+                self._stop.wait(delay)
+                delay = min(delay * 2, 2.0)
+
     def _lead(self, topic: str, epoch: int) -> None:
         sessions_lost_at_start = self._sessions_lost
 
@@ -140,13 +157,33 @@ class Executor:
             "leading topic=%s epoch=%s identity=%s", topic, epoch, self.identity
         )
         fence = Fence(topic=topic, epoch=epoch, still_leader=still_leader)
+        lost = threading.Event()
+
+        def new_client() -> ExchangeClient:
+            # One exchange session per topic, fenced by this leader's epoch.
+            return ExchangeClient(
+                self._exchange_url,
+                timeout=self._exchange_timeout,
+                session_id=topic,
+                epoch=epoch,
+            )
+
+        exchange = new_client()
         consumer = TopicConsumer(
             bootstrap_servers=self._bootstrap_servers, topic=topic, epoch=epoch
         )
-        exchange = ExchangeClient(self._exchange_url, timeout=self._exchange_timeout)
+        feed = FeedFollower(
+            fence=fence,
+            session=topic,
+            new_client=new_client,
+            stop=self._stop,
+            lost=lost,
+        )
         try:
+            self._logon(exchange, fence)
             consumer.assign_from_stored_offsets()
-            while not self._stop.is_set():
+            feed.start()
+            while not self._stop.is_set() and not lost.is_set():
                 if self._sessions_lost != sessions_lost_at_start:
                     logger.warning("zookeeper session lost topic=%s", topic)
                     return
@@ -167,9 +204,12 @@ class Executor:
                     exchange=exchange,
                 )
                 consumer.commit_hint(message)
-        except Fenced as exc:
+        except (Fenced, StaleEpoch) as exc:
             logger.warning("fenced, stepping down topic=%s reason=%s", topic, exc)
         finally:
+            lost.set()
+            if feed.is_alive():
+                feed.join(timeout=10)
             consumer.close()
             exchange.close()
             close_old_connections()

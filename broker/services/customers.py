@@ -6,10 +6,10 @@ from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
 from broker.models import Account, Customer, LedgerEntry
 from broker.services.ledger import Posting, ledger_post
+from broker.services.tokens import token_issue
 
 
 def customer_create(
@@ -29,8 +29,8 @@ def customer_create(
         customer = Customer.objects.create(user=user)
         account = Account.objects.create(customer=customer)
         account_deposit(account=account, amount=cash)
-        token = Token.objects.create(user=user)
-    return customer, token.key
+        token = token_issue(user=user)
+    return customer, token
 
 
 def account_deposit(*, account: Account, amount: Decimal) -> None:
@@ -45,3 +45,24 @@ def account_deposit(*, account: Account, amount: Decimal) -> None:
             postings=[Posting(LedgerEntry.Bucket.CASH, amount)],
         )
         account.refresh_from_db()
+
+
+def account_adjust(
+    *, account: Account, amount: Decimal, reason: str, operator: str
+) -> None:
+    """An operations correction of cash (positive or negative), as a ledger entry
+    that names the reason and the operator. Takes the account row lock; refused by
+    the database if it would leave cash below zero or below what is reserved."""
+    if not reason.strip():
+        raise ValueError("an adjustment needs a reason")
+    if amount == 0:
+        raise ValueError("an adjustment cannot be zero")
+    with transaction.atomic():
+        locked = Account.objects.select_for_update().get(pk=account.pk)
+        ledger_post(
+            account=locked,
+            kind=LedgerEntry.Kind.ADJUSTMENT,
+            postings=[Posting(LedgerEntry.Bucket.CASH, amount)],
+            memo=f"{reason.strip()} (by {operator})"[:300],
+        )
+    account.refresh_from_db()

@@ -74,3 +74,29 @@ def consumer_offsets(*, topic: str) -> dict[int, int]:
             [topic],
         )
         return dict(cursor.fetchall())
+
+
+def feed_cursor(*, session: str) -> int:
+    """Last execution-report sequence applied for an exchange session (0 if none)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT last_seq FROM broker_feedcursor WHERE session = %s", [session]
+        )
+        row = cursor.fetchone()
+    return row[0] if row else 0
+
+
+def feed_cursor_advance(*, session: str, last_seq: int) -> None:
+    """Store the feed position. Must run inside the fenced transaction that applied
+    the reports up to ``last_seq``; never moves backwards."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO broker_feedcursor (session, last_seq, updated_at)
+            VALUES (%s, %s, now())
+            ON CONFLICT (session) DO UPDATE
+               SET last_seq = EXCLUDED.last_seq, updated_at = now()
+             WHERE broker_feedcursor.last_seq < EXCLUDED.last_seq
+            """,
+            [session, last_seq],
+        )

@@ -30,6 +30,7 @@ def ledger_post(
     postings: list[Posting],
     trade: Trade | None = None,
     execution: Execution | None = None,
+    memo: str = "",
 ) -> None:
     """Append one entry per posting and move the balances by the same amounts.
 
@@ -71,6 +72,7 @@ def ledger_post(
             bucket=p.bucket,
             asset=p.asset,
             amount=p.amount,
+            memo=memo,
         )
         for p in postings
     )

@@ -10,8 +10,13 @@ from decimal import ROUND_UP, Decimal
 from django.conf import settings
 from django.db import transaction
 
-from broker.errors import InsufficientBuyingPower, InsufficientShares, UnknownSymbol
-from broker.models import Account, Customer, LedgerEntry, Position, Trade
+from broker.errors import (
+    DuplicateClientOrderId,
+    InsufficientBuyingPower,
+    InsufficientShares,
+    UnknownSymbol,
+)
+from broker.models import Account, Customer, LedgerEntry, Position, Trade, TradeEvent
 from broker.services.ledger import Posting, ledger_post
 from broker.services.outbox import outbox_enqueue
 
@@ -35,6 +40,11 @@ def market_buy_hold(
     return collar_price, hold
 
 
+def limit_buy_hold(*, quantity: Decimal, limit_price: Decimal) -> Decimal:
+    """Cash to hold for a limit buy: it never fills above its limit price."""
+    return (quantity * limit_price).quantize(CENT, rounding=ROUND_UP)
+
+
 def trade_place(
     *,
     customer: Customer,
@@ -43,14 +53,18 @@ def trade_place(
     quantity: Decimal,
     order_type: str,
     price_source: PriceSource,
+    time_in_force: str = Trade.TimeInForce.DAY,
+    limit_price: Decimal | None = None,
+    client_order_id: str | None = None,
 ) -> Trade:
     """Accept a trade: lock the account row, check buying power (buy) or free shares
     (sell), then insert the trade, its hold, the hold's ledger entries and the
     ``trade.placed`` outbox event, all in one transaction.
 
     The quote is fetched before the transaction: no network call holds the lock.
-    Raises UnknownSymbol, InsufficientBuyingPower or InsufficientShares, having
-    written nothing.
+    The shape of the order (limit price only on limit orders, ...) is the caller's
+    to validate. Raises UnknownSymbol, DuplicateClientOrderId,
+    InsufficientBuyingPower or InsufficientShares, having written nothing.
     """
     last_price = price_source(symbol)
     if last_price is None:
@@ -58,10 +72,26 @@ def trade_place(
 
     with transaction.atomic():
         account = Account.objects.select_for_update().get(customer=customer)
-        if side == Trade.Side.BUY:
-            collar_price, hold = market_buy_hold(
-                quantity=quantity, last_price=last_price, collar=settings.BUY_COLLAR
+        if (
+            client_order_id is not None
+            and Trade.objects.filter(
+                account=account, client_order_id=client_order_id
+            ).exists()
+        ):
+            raise DuplicateClientOrderId(
+                f"client_order_id {client_order_id!r} was used by another trade",
+                field="client_order_id",
             )
+        if side == Trade.Side.BUY:
+            if order_type == Trade.Type.LIMIT:
+                collar_price = None
+                hold = limit_buy_hold(quantity=quantity, limit_price=limit_price)
+            else:
+                collar_price, hold = market_buy_hold(
+                    quantity=quantity,
+                    last_price=last_price,
+                    collar=settings.BUY_COLLAR,
+                )
             if hold > account.buying_power:
                 raise InsufficientBuyingPower(
                     f"buying {quantity} {symbol} needs {hold} held; "
@@ -90,9 +120,18 @@ def trade_place(
             symbol=symbol,
             side=side,
             type=order_type,
+            time_in_force=time_in_force,
             quantity=quantity,
+            limit_price=limit_price,
+            client_order_id=client_order_id,
             collar_price=collar_price,
             hold_remaining=hold,
+        )
+        TradeEvent.objects.create(
+            trade=trade,
+            kind="status",
+            status=Trade.Status.ACCEPTED,
+            detail={"hold": str(hold), "last_price": str(last_price)},
         )
         ledger_post(
             account=account,
@@ -100,10 +139,19 @@ def trade_place(
             postings=hold_postings,
             trade=trade,
         )
-        outbox_enqueue(
+        event = outbox_enqueue(
             customer_id=customer.pk,
             event_type="trade.placed",
             payload={"trade_id": str(trade.id), "customer_id": customer.pk},
+        )
+        TradeEvent.objects.create(
+            trade=trade,
+            kind="outbox",
+            detail={
+                "outbox_id": event.pk,
+                "event_type": event.event_type,
+                "topic": event.topic,
+            },
         )
     logger.info(
         "trade accepted trade=%s customer=%s %s %s %s",

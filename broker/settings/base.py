@@ -22,7 +22,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "broker",
 ]
 
@@ -91,9 +92,38 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "broker.api.errors.problem_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "broker.api.throttling.CustomerRateThrottle",
+        "broker.api.throttling.IpRateThrottle",
+    ],
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": None,
 }
+
+# Rates as "<count>/<second|minute|hour|day>"; counters live in Redis, so every api
+# process shares them.
+THROTTLE_CUSTOMER_RATE = env("THROTTLE_CUSTOMER_RATE", default="1200/minute")
+THROTTLE_IP_RATE = env("THROTTLE_IP_RATE", default="6000/minute")
+THROTTLE_LOGIN_RATE = env("THROTTLE_LOGIN_RATE", default="30/minute")
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Trade execution API",
+    "DESCRIPTION": "Place, follow and cancel trades; read the account, positions "
+    "and ledger. Errors are RFC 9457 problem details with a stable `code`.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Idempotency-Key responses are replayed for this long.
+IDEMPOTENCY_TTL_HOURS = env.int("IDEMPOTENCY_TTL_HOURS", default=24)
+# POST /api/v1/account/deposits credits cash out of thin air: sandbox only.
+SANDBOX_FUNDING = env.bool("SANDBOX_FUNDING", default=False)
 
 # --- Trading -----------------------------------------------------------------
 # Market buys reserve quantity x last price x (1 + collar); the exchange refuses
@@ -109,6 +139,15 @@ ZOOKEEPER_HOSTS = env("ZOOKEEPER_HOSTS", default="127.0.0.1:52181")
 ZOOKEEPER_ROOT = env("ZOOKEEPER_ROOT", default="/broker")
 ZOOKEEPER_SESSION_TIMEOUT = env.float("ZOOKEEPER_SESSION_TIMEOUT", default=6.0)
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:56379/0")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="broker"),
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
+}
+
 EXCHANGE_URL = env("EXCHANGE_URL", default="http://127.0.0.1:8100")
 EXCHANGE_TIMEOUT = env.float("EXCHANGE_TIMEOUT", default=5.0)
 

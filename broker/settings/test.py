@@ -22,3 +22,4 @@ ZOOKEEPER_SESSION_TIMEOUT = 4.0
 # Serve static files from the apps' folders; no collected STATIC_ROOT in tests.
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
+CACHES["default"]["KEY_PREFIX"] = f"test-{TEST_RUN_ID}"  # noqa: F405

@@ -1,4 +1,5 @@
-"""Order validation, market matching, and the engine's dedupe by client_order_id."""
+"""Order validation, market matching on arrival, and the engine's dedupe by
+client_order_id."""
 
 import threading
 from datetime import UTC, datetime
@@ -11,12 +12,13 @@ from exchange_mock.engine import (
     Exchange,
     UnknownSymbolError,
 )
+from exchange_mock.matching import on_arrival
 from exchange_mock.orders import (
+    Order,
     OrderRequest,
     OrderValidationError,
     format_decimal,
     format_price,
-    match_market,
     parse_order_request,
 )
 from exchange_mock.quotes import QuoteBook, make_quote
@@ -40,6 +42,12 @@ def body(**overrides):
 
 def request(**overrides) -> OrderRequest:
     return parse_order_request(body(**overrides))
+
+
+def match_market(request, quote, order_id, now) -> Order:
+    """The order as it stands right after its arrival at an open market."""
+    order = Order.accept(request, order_id, "default", now)
+    return on_arrival(order, quote, True, now)[-1].order
 
 
 @pytest.fixture
@@ -129,8 +137,12 @@ def test_refuses_bad_collar_prices(collar):
         ("symbol", "X" * 17),
         ("side", "BUY"),
         ("side", "short"),
-        ("type", "limit"),
+        ("type", "stop"),
         ("type", 1),
+        ("time_in_force", "fok"),
+        ("time_in_force", "DAY"),
+        ("time_in_force", "gtc"),  # market orders are day orders
+        ("limit_price", "190"),  # not on a market order
     ],
 )
 def test_refuses_bad_fields(field, value):
@@ -158,6 +170,44 @@ def test_refuses_a_body_that_is_not_an_object(payload):
     with pytest.raises(OrderValidationError) as info:
         parse_order_request(payload)
     assert "body" in info.value.errors
+
+
+def test_parses_a_limit_order_with_defaults():
+    parsed = request(type="limit", limit_price="189.1234", quantity="0.5")
+    assert parsed.limit_price == Decimal("189.1234")
+    assert parsed.time_in_force == "day"
+    assert request(type="limit", limit_price="1", time_in_force="gtc").time_in_force
+    assert request(time_in_force="ioc").time_in_force == "ioc"
+    assert request(time_in_force=None).time_in_force == "day"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"type": "limit"}, "limit_price"),  # required
+        ({"type": "limit", "limit_price": None}, "limit_price"),
+        ({"type": "limit", "limit_price": "189.12345"}, "limit_price"),  # > 4 dp
+        ({"type": "limit", "limit_price": "0"}, "limit_price"),
+        ({"type": "limit", "limit_price": 189}, "limit_price"),
+        ({"type": "limit", "limit_price": "1", "collar_price": "2"}, "collar_price"),
+    ],
+)
+def test_refuses_bad_limit_orders(change, field):
+    with pytest.raises(OrderValidationError) as info:
+        parse_order_request(body(**change))
+    assert list(info.value.errors) == [field]
+
+
+def test_limit_and_time_in_force_are_part_of_a_resend(exchange):
+    exchange.submit(request(type="limit", limit_price="150", time_in_force="gtc"))
+    again = exchange.submit(
+        request(type="limit", limit_price="150.0000", time_in_force="gtc")
+    )
+    assert not again.created
+    for change in [{"limit_price": "151"}, {"time_in_force": "day"}]:
+        params = {"type": "limit", "limit_price": "150", "time_in_force": "gtc"}
+        with pytest.raises(DuplicateOrderConflict):
+            exchange.submit(request(**{**params, **change}))
 
 
 def test_client_order_id_of_64_characters_is_fine():
@@ -210,13 +260,17 @@ def test_order_json_uses_strings_and_nulls():
     assert order.to_json() == {
         "client_order_id": "c-1",
         "order_id": "EX-000001",
+        "session_id": "default",
         "symbol": "AAPL",
         "side": "buy",
         "type": "market",
+        "time_in_force": "day",
         "quantity": "2.5",
+        "limit_price": None,
         "collar_price": None,
         "status": "filled",
         "filled_quantity": "2.5",
+        "leaves_quantity": "0",
         "average_price": "190.02",
         "reject_reason": None,
         "executions": [
@@ -228,6 +282,7 @@ def test_order_json_uses_strings_and_nulls():
             }
         ],
         "created_at": "2024-05-01T12:00:00.000000Z",
+        "updated_at": "2024-05-01T12:00:00.000000Z",
     }
 
 

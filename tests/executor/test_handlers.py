@@ -2,6 +2,7 @@
 at its client boundary."""
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -14,10 +15,21 @@ from broker.exchange_client import (
     ExchangeExecution,
     ExchangeOrder,
     ExchangeRefused,
+    ExecutionReport,
+    StaleEpoch,
 )
-from broker.models import Account, ConsumerOffset, Execution, Position, Trade
+from broker.models import (
+    Account,
+    ConsumerOffset,
+    Execution,
+    FeedCursor,
+    Position,
+    Trade,
+)
+from broker.services.cancellation import trade_request_cancel
 from broker.services.leadership import topic_leader_claim
 from broker.services.placement import trade_place
+from executor.feed import apply_reports
 from executor.fencing import Fence
 from executor.handlers import MessagePosition, RetryPolicy, handle_message
 from tests.factories import fixed_price, give_shares, make_customer
@@ -28,43 +40,101 @@ _offsets = itertools.count(1000)
 
 
 class FakeExchange:
-    """Deduplicates by client_order_id like the real one; can fail N times first."""
+    """Deduplicates by client_order_id like the real one; can fail N times first.
+    ``fill`` = "all" fills on arrival, "none" rests, or a Decimal fills that much."""
 
-    def __init__(self, *, price="100.00", failures=0, refuse=None) -> None:
+    def __init__(
+        self, *, price="100.00", failures=0, refuse=None, fill="all", stale=False
+    ) -> None:
         self.price = Decimal(price)
         self.orders: dict[str, ExchangeOrder] = {}
         self.place_calls = 0
+        self.cancel_calls = 0
         self.failures = failures
         self.refuse = refuse
+        self.fill = fill
+        self.stale = stale
+        self._exec = itertools.count(1)
+
+    def _guard(self):
+        if self.stale:
+            raise StaleEpoch(409, "stale_epoch", "newer epoch seen")
+        if self.failures:
+            self.failures -= 1
+            raise ExchangeError("injected: connection reset")
 
     def order(self, client_order_id):
+        self._guard()
         return self.orders.get(client_order_id)
 
     def place_order(self, *, client_order_id, symbol, side, quantity, **_):
         self.place_calls += 1
-        if self.failures:
-            self.failures -= 1
-            raise ExchangeError("injected: connection reset")
+        self._guard()
         if self.refuse:
             raise ExchangeRefused(422, self.refuse, "refused")
         if client_order_id not in self.orders:
             n = len(self.orders) + 1
-            self.orders[client_order_id] = ExchangeOrder(
-                client_order_id=client_order_id,
-                order_id=f"EX-{n}",
-                status="filled",
-                filled_quantity=quantity,
-                reject_reason="",
-                executions=(
-                    ExchangeExecution(
-                        exec_id=f"EX-{n}-1",
-                        quantity=quantity,
-                        price=self.price,
-                        executed_at=datetime.now(UTC),
-                    ),
-                ),
+            filled = {"all": quantity, "none": Decimal(0)}.get(self.fill, self.fill)
+            self.orders[client_order_id] = self._state(
+                client_order_id, f"EX-{n}", quantity, (), filled
             )
         return self.orders[client_order_id]
+
+    def execute(self, client_order_id, quantity):
+        """A later fill of a resting order; returns the new order state."""
+        order = self.orders[client_order_id]
+        total = order.filled_quantity + Decimal(quantity)
+        self.orders[client_order_id] = self._state(
+            client_order_id,
+            order.order_id,
+            self._quantity(order),
+            order.executions,
+            Decimal(quantity),
+            total=total,
+        )
+        return self.orders[client_order_id]
+
+    def cancel_order(self, client_order_id):
+        self.cancel_calls += 1
+        self._guard()
+        order = self.orders.get(client_order_id)
+        if order is None:
+            return None
+        if order.status in ("new", "partially_filled"):
+            order = replace(order, status="canceled")
+            self.orders[client_order_id] = order
+        return order
+
+    def _quantity(self, order):
+        return self.quantities[order.client_order_id]
+
+    def _state(self, cid, order_id, quantity, executions, fill_now, total=None):
+        self.quantities = getattr(self, "quantities", {})
+        self.quantities[cid] = quantity
+        if fill_now:
+            executions = (
+                *executions,
+                ExchangeExecution(
+                    exec_id=f"{order_id}-{next(self._exec)}",
+                    quantity=fill_now,
+                    price=self.price,
+                    executed_at=datetime.now(UTC),
+                ),
+            )
+        filled = total if total is not None else fill_now
+        status = (
+            "filled"
+            if filled == quantity
+            else ("partially_filled" if filled else "new")
+        )
+        return ExchangeOrder(
+            client_order_id=cid,
+            order_id=order_id,
+            status=status,
+            filled_quantity=filled,
+            reject_reason="",
+            executions=executions,
+        )
 
 
 @pytest.fixture
@@ -74,21 +144,36 @@ def fence(db):
     return Fence(topic=TOPIC, epoch=epoch, still_leader=lambda: True)
 
 
-def placed(customer, side="buy", quantity="10", symbol="AAPL"):
+def message_for(trade, event_type="trade.placed"):
+    return Event(
+        event_id=1,
+        event_type=event_type,
+        payload={"trade_id": str(trade.id), "customer_id": trade.account.customer_id},
+    ).encode()
+
+
+def placed(customer, side="buy", quantity="10", symbol="AAPL", **order):
     trade = trade_place(
         customer=customer,
         symbol=symbol,
         side=side,
         quantity=Decimal(quantity),
-        order_type="market",
+        order_type=order.pop("order_type", "market"),
         price_source=fixed_price("100.00"),
+        **order,
     )
-    message = Event(
-        event_id=1,
-        event_type="trade.placed",
-        payload={"trade_id": str(trade.id), "customer_id": customer.pk},
-    ).encode()
-    return trade, message
+    return trade, message_for(trade)
+
+
+def cancel_message(customer, trade):
+    trade_request_cancel(customer=customer, trade_id=trade.id)
+    return message_for(trade, "trade.cancel_requested")
+
+
+def report(seq, order):
+    return ExecutionReport(
+        seq=seq, type="fill", client_order_id=order.client_order_id, order=order
+    )
 
 
 def deliver(message, fence, exchange, offset=None):
@@ -159,7 +244,9 @@ def test_exchange_outage_is_retried_with_the_same_client_order_id(fence):
 
     trade.refresh_from_db()
     assert trade.status == Trade.Status.FILLED
-    assert exchange.place_calls == 4
+    # After the first failure the outcome is unknown: the executor asks the
+    # exchange (failing twice more) before it sends again.
+    assert exchange.place_calls == 2
     assert list(exchange.orders) == [str(trade.id)]
 
 
@@ -203,3 +290,112 @@ def test_undecodable_messages_are_skipped_without_stalling(fence, raw):
     position = deliver(raw, fence, FakeExchange())
     stored = ConsumerOffset.objects.get(topic=TOPIC, partition=0)
     assert stored.next_offset == position.offset + 1
+
+
+def test_limit_buy_rests_then_fills_in_parts_from_the_feed(fence):
+    customer, _ = make_customer("5000.00")
+    trade, message = placed(
+        customer, quantity="10", order_type="limit", limit_price=Decimal("99.00")
+    )
+    account = Account.objects.get(customer=customer)
+    assert account.reserved_cash == Decimal("990.00")  # 10 x limit price
+    exchange = FakeExchange(price="98.50", fill="none")
+
+    deliver(message, fence, exchange)
+    trade.refresh_from_db()
+    assert trade.status == Trade.Status.SUBMITTED
+
+    first = exchange.execute(str(trade.id), "4")
+    apply_reports([report(1, first)], fence=fence, session=TOPIC)
+    trade.refresh_from_db()
+    assert (trade.status, trade.filled_quantity) == ("partially_filled", 4)
+
+    second = exchange.execute(str(trade.id), "6")
+    # The feed may repeat itself: duplicates and old states change nothing.
+    apply_reports(
+        [report(2, first), report(3, second), report(4, second)],
+        fence=fence,
+        session=TOPIC,
+    )
+    trade.refresh_from_db()
+    assert (trade.status, trade.filled_quantity) == ("filled", 10)
+    assert Execution.objects.filter(trade=trade).count() == 2
+    account.refresh_from_db()
+    assert account.cash == Decimal("5000.00") - Decimal("985.00")
+    assert account.reserved_cash == 0  # 5.00 of unused hold released
+    assert FeedCursor.objects.get(session=TOPIC).last_seq == 4
+
+
+def test_cancel_before_the_order_was_sent_never_reaches_the_exchange(fence):
+    customer, _ = make_customer("5000.00")
+    trade, message = placed(customer)
+    cancel = cancel_message(customer, trade)
+    exchange = FakeExchange()
+
+    deliver(message, fence, exchange)
+    deliver(cancel, fence, exchange)
+
+    trade.refresh_from_db()
+    assert trade.status == Trade.Status.CANCELED
+    assert exchange.place_calls == 0
+    assert Account.objects.get(customer=customer).reserved_cash == 0
+
+
+def test_cancel_of_a_partially_filled_resting_order_releases_the_rest(fence):
+    customer, _ = make_customer("5000.00")
+    trade, message = placed(
+        customer, quantity="10", order_type="limit", limit_price=Decimal("100.00")
+    )
+    exchange = FakeExchange(fill=Decimal("3"))
+    deliver(message, fence, exchange)
+    deliver(cancel_message(customer, trade), fence, exchange)
+
+    trade.refresh_from_db()
+    assert (trade.status, trade.filled_quantity) == ("canceled", 3)
+    account = Account.objects.get(customer=customer)
+    assert account.cash == Decimal("4700.00")
+    assert account.reserved_cash == 0
+    assert Position.objects.get(account=account, symbol="AAPL").quantity == 3
+
+
+def test_a_cancel_that_loses_the_race_to_a_fill_ends_filled(fence):
+    customer, _ = make_customer("5000.00")
+    trade, message = placed(
+        customer, quantity="5", order_type="limit", limit_price=Decimal("100.00")
+    )
+    exchange = FakeExchange(fill="none")
+    deliver(message, fence, exchange)
+    cancel = cancel_message(customer, trade)
+    exchange.execute(str(trade.id), "5")  # the fill lands before the cancel
+
+    deliver(cancel, fence, exchange)
+
+    trade.refresh_from_db()
+    assert (trade.status, trade.filled_quantity) == ("filled", 5)
+    assert trade.canceled_at is None
+
+
+def test_a_stale_epoch_at_the_exchange_fences_the_leader(fence):
+    customer, _ = make_customer("5000.00")
+    _, message = placed(customer)
+    with pytest.raises(Fenced):
+        deliver(message, fence, FakeExchange(stale=True))
+    assert not ConsumerOffset.objects.filter(topic=TOPIC).exists()
+
+
+def test_reports_are_not_applied_by_a_superseded_leader(fence):
+    customer, _ = make_customer("5000.00")
+    trade, message = placed(customer, order_type="limit", limit_price=Decimal("99"))
+    exchange = FakeExchange(fill="none")
+    deliver(message, fence, exchange)
+    assert topic_leader_claim(topic=TOPIC, epoch=fence.epoch + 5, holder="next")
+
+    with pytest.raises(Fenced):
+        apply_reports(
+            [report(1, exchange.execute(str(trade.id), "10"))],
+            fence=fence,
+            session=TOPIC,
+        )
+    trade.refresh_from_db()
+    assert trade.filled_quantity == 0
+    assert not FeedCursor.objects.filter(session=TOPIC).exists()

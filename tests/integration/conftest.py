@@ -45,6 +45,26 @@ class RunningSystem:
         orders = requests.get(f"{self.exchange_url}/orders", timeout=10).json()
         return [o for o in orders["orders"] if o["client_order_id"] == client_order_id]
 
+    def exchange_admin(self, path: str, body: dict | None = None) -> dict:
+        response = requests.post(
+            f"{self.exchange_url}/admin/{path}", json=body or {}, timeout=10
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def set_quote(self, symbol: str, *, last: str | None = None, size=None) -> None:
+        """Move the exchange's price (and touch size) of ``symbol``; resting
+        orders that now cross are matched at once."""
+        body = {}
+        if last is not None:
+            body["last"] = last
+        if size is not None:
+            body["size"] = str(size)
+        self.exchange_admin(f"quotes/{symbol}", body)
+
+    def quote(self, symbol: str) -> dict:
+        return requests.get(f"{self.exchange_url}/quotes/{symbol}", timeout=10).json()
+
     def leaders(self) -> dict[str, TopicLeader]:
         return {
             leader.topic: leader
@@ -91,8 +111,14 @@ def system(
             "ZOOKEEPER_SESSION_TIMEOUT": str(settings.ZOOKEEPER_SESSION_TIMEOUT),
             "KAFKA_BOOTSTRAP_SERVERS": settings.KAFKA_BOOTSTRAP_SERVERS,
             "EXCHANGE_URL": exchange_url,
+            # Quotes move only when a test moves them: fills are deterministic.
+            "EXCHANGE_TICK_SECONDS": "0",
             "RELAY_POLL_SECONDS": "0.5",
             "WEB_CONCURRENCY": "1",
+            "CACHE_KEY_PREFIX": f"test-{settings.TEST_RUN_ID}",
+            # Throttling has its own tests; generated load must not hit it.
+            "THROTTLE_CUSTOMER_RATE": "100000/minute",
+            "THROTTLE_IP_RATE": "100000/minute",
         },
         log_dir=tmp_path_factory.mktemp("logs"),
     )

@@ -5,31 +5,12 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from rest_framework.test import APIClient
 
-from broker import quotes
 from broker.models import LedgerEntry, OutboxEvent
-from tests.factories import fixed_price, give_shares, make_customer, trades_of
+from tests.broker.api.conftest import client_for, order
+from tests.factories import give_shares, make_customer, trades_of
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def quote_at_100(monkeypatch):
-    monkeypatch.setattr(quotes, "last_price", fixed_price("100.00"))
-
-
-def client_for(token: str | None) -> APIClient:
-    client = APIClient()
-    if token:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
-
-
-def order(**overrides):
-    body = {"symbol": "AAPL", "side": "buy", "quantity": "10", "type": "market"}
-    body.update(overrides)
-    return body
 
 
 def test_place_trade_returns_201_with_the_trade():
@@ -61,6 +42,8 @@ def test_place_trade_returns_201_with_the_trade():
         "cash": "5000.00",
         "reserved_cash": "1050.00",
         "buying_power": "3950.00",
+        "positions_value": "0.00",
+        "equity": "5000.00",
     }
 
 
@@ -165,7 +148,12 @@ def test_positions_list_only_the_customers_own_holdings():
 
     positions = client_for(first_token).get("/api/v1/positions").json()
     assert positions == [
-        {"symbol": "MSFT", "quantity": "3.000000", "reserved_quantity": "0.000000"}
+        {
+            "symbol": "MSFT",
+            "quantity": "3.000000",
+            "reserved_quantity": "0.000000",
+            "available_quantity": "3.000000",
+        }
     ]
 
 

@@ -1,0 +1,85 @@
+from decimal import Decimal
+
+import pytest
+from django.test import override_settings
+
+from broker.models import LedgerEntry
+from tests.broker.api.conftest import client_for, order
+from tests.factories import give_shares, make_customer
+
+pytestmark = pytest.mark.django_db
+
+
+def test_account_values_positions_at_the_last_price():
+    customer, token = make_customer("1000.00")
+    give_shares(customer, "NVDA", "3")
+    body = client_for(token).get("/api/v1/account").json()
+    assert body["positions_value"] == "300.00"
+    assert body["equity"] == "1300.00"
+
+
+def test_position_detail_is_priced_and_only_the_owners():
+    owner, token = make_customer()
+    _, other = make_customer()
+    give_shares(owner, "META", "2.5")
+    body = client_for(token).get("/api/v1/positions/meta").json()
+    assert body["symbol"] == "META"
+    assert (body["current_price"], body["market_value"]) == ("100.0000", "250.00")
+    assert client_for(other).get("/api/v1/positions/META").status_code == 404
+    assert client_for(token).get("/api/v1/positions/TSLA").status_code == 404
+
+
+def test_activities_are_the_customers_ledger_newest_first():
+    customer, token = make_customer("500.00")
+    _, other = make_customer("700.00")
+    client_for(token).post("/api/v1/trades", order(quantity="1"), format="json")
+    page = client_for(token).get("/api/v1/activities", {"limit": 1}).json()
+    assert [a["kind"] for a in page["results"]] == ["hold"]
+    rest = client_for(token).get(page["next"]).json()["results"]
+    assert [a["kind"] for a in rest] == ["deposit"]
+    assert rest[0]["amount"] == "500.000000"
+    others = client_for(other).get("/api/v1/activities").json()["results"]
+    assert [a["amount"] for a in others] == ["700.000000"]
+    assert LedgerEntry.objects.filter(account__customer=customer).count() == 2
+
+
+def test_deposits_are_refused_outside_the_sandbox():
+    customer, token = make_customer("0")
+    response = client_for(token).post(
+        "/api/v1/account/deposits", {"amount": "100.00"}, format="json"
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "sandbox_funding_disabled"
+    assert customer.account.cash == 0
+
+
+@override_settings(SANDBOX_FUNDING=True)
+def test_sandbox_deposit_credits_cash_through_the_ledger():
+    customer, token = make_customer("0")
+    response = client_for(token).post(
+        "/api/v1/account/deposits", {"amount": "250.50"}, format="json"
+    )
+    assert response.status_code == 201
+    assert response.json()["cash"] == "250.50"
+    deposit = LedgerEntry.objects.get(account__customer=customer, kind="deposit")
+    assert deposit.amount == Decimal("250.50")
+    for bad in ["0", "-5", "1.001", "abc", "1e12"]:
+        refused = client_for(token).post(
+            "/api/v1/account/deposits", {"amount": bad}, format="json"
+        )
+        assert refused.status_code == 400, bad
+
+
+def test_quotes_are_proxied_from_the_exchange():
+    _, token = make_customer()
+    body = client_for(token).get("/api/v1/quotes/aapl").json()
+    assert body == {
+        "symbol": "AAPL",
+        "bid": "99.9900",
+        "ask": "100.0100",
+        "last": "100.0000",
+    }
+    missing = client_for(token).get("/api/v1/quotes/NOPE")
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "unknown_symbol"
+    assert client_for(None).get("/api/v1/quotes/AAPL").status_code == 401
