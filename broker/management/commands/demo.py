@@ -2,9 +2,10 @@
 
 Starts exchange_mock, the api, the relay and three executors as separate processes
 (the local stack must already be up: ``make demo`` does that), creates funded demo
-customers, places trades for them concurrently over real HTTP, waits until every
-trade is terminal and prints a summary. Then it keeps running until Ctrl-C, or
-exits with ``--exit`` (status 0 only if every demo trade filled).
+customers, places their trades over real HTTP (concurrent market buys, a limit order
+that rests and fills, a canceled order, a partial fill), waits until every trade is
+terminal and prints a summary. Then it keeps running until Ctrl-C, or exits with
+``--exit`` (status 0 only if every demo trade ended as expected).
 """
 
 from __future__ import annotations
@@ -15,26 +16,21 @@ import signal
 import socket
 import statistics
 import threading
-import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
 from urllib.parse import urlparse
 
-import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from broker.models import TopicLeader
+from broker import demo
+from broker.models import TopicLeader, TradeEvent
 from broker.services.customers import customer_create
 from broker.stack.apps import AppLauncher, NotReady, wait_until
 from broker.topics import all_topics
-
-SYMBOLS = ["AAPL", "MSFT", "GOOG", "AMZN", "TSLA", "NVDA", "META", "NFLX"]
-TERMINAL = {"filled", "rejected", "canceled", "expired"}
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -79,22 +75,26 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
             self._start(launcher, exchange_url, api_port, options["executors"])
-            api = f"http://127.0.0.1:{api_port}"
+            api_url = f"http://127.0.0.1:{api_port}"
             password = self._admin_login()
-            trades = self._place_trades(
-                api, options["customers"], options["trades_per_customer"]
+            tokens = self._customers(options["customers"])
+            trades = demo.run(
+                demo.DemoApi(api_url, exchange_url),
+                tokens,
+                options["trades_per_customer"],
+                options["timeout"],
+                self.stdout.write,
             )
-            final = self._wait_terminal(api, trades, options["timeout"])
-            all_filled = self._summary(final)
+            all_ok = self._summary(trades)
             self.stdout.write(
-                f"\nAPI        {api}/api/v1/  (Bearer tokens above)\n"
-                f"Admin      {api}/admin/  login admin / {password}\n"
+                f"\nAPI        {api_url}/api/v1/  (docs: {api_url}/api/docs/)\n"
+                f"Admin      {api_url}/admin/  login admin / {password}\n"
                 f"Exchange   {exchange_url}/orders\n"
                 f"Logs       {launcher.log_dir}\n"
             )
             if options["exit"]:
-                if not all_filled:
-                    raise CommandError("not every demo trade filled")
+                if not all_ok:
+                    raise CommandError("not every demo trade ended as expected")
                 return
             self.stdout.write("Running; Ctrl-C to stop.")
             try:
@@ -118,14 +118,14 @@ class Command(BaseCommand):
             exchange_url, store=settings.BASE_DIR / ".stack" / "exchange.sqlite3"
         )
         launcher.start_relay()
-        for index in range(1, executors + 1):
-            launcher.start_executor(f"executor-{index}")
+        names = [f"executor-{index}" for index in range(1, executors + 1)]
+        for name in names:
+            launcher.start_executor(name)
         launcher.start_api(api_port)
         wait_until(
             lambda: (
                 TopicLeader.objects.filter(
-                    topic__in=all_topics(),
-                    holder__in=[f"executor-{i}" for i in range(1, executors + 1)],
+                    topic__in=all_topics(), holder__in=names
                 ).count()
                 == len(all_topics())
             ),
@@ -144,87 +144,52 @@ class Command(BaseCommand):
         user.save()
         return password
 
-    def _place_trades(
-        self, api: str, customers: int, per_customer: int
-    ) -> list[tuple[str, str]]:
+    def _customers(self, count: int) -> list[str]:
         run = uuid.uuid4().hex[:6]
         tokens = []
-        for index in range(customers):
+        for index in range(max(count, 3)):
             customer, token = customer_create(
                 username=f"demo-{run}-{index + 1}", cash=Decimal("100000.00")
             )
             tokens.append(token)
             self.stdout.write(f"customer {customer.pk}: token {token}")
+        return tokens
 
-        def place(job: tuple[int, int]) -> tuple[str, str]:
-            customer_index, n = job
-            token = tokens[customer_index]
-            with requests.Session() as session:
-                response = session.post(
-                    f"{api}/api/v1/trades",
-                    json={
-                        "symbol": SYMBOLS[(customer_index + n) % len(SYMBOLS)],
-                        "side": "buy",
-                        "quantity": str(1 + n),
-                        "type": "market",
-                    },
-                    headers={"Authorization": f"Bearer {token}"},
-                    timeout=30,
-                )
-            if response.status_code != 201:
-                raise CommandError(
-                    f"placement failed: {response.status_code} {response.text}"
-                )
-            return token, response.json()["id"]
-
-        jobs = [(c, n) for n in range(per_customer) for c in range(customers)]
-        self.stdout.write(f"Placing {len(jobs)} trades concurrently over HTTP...")
-        with ThreadPoolExecutor(max_workers=min(16, len(jobs))) as pool:
-            return list(pool.map(place, jobs))
-
-    def _wait_terminal(
-        self, api: str, trades: list[tuple[str, str]], timeout: float
-    ) -> list[dict]:
-        session = requests.Session()
-        latest: dict[str, dict] = {}
-        deadline = time.monotonic() + timeout
-        pending = list(trades)
-        while pending and time.monotonic() < deadline:
-            still = []
-            for token, trade_id in pending:
-                body = session.get(
-                    f"{api}/api/v1/trades/{trade_id}",
-                    headers={"Authorization": f"Bearer {token}"},
-                    timeout=10,
-                ).json()
-                latest[trade_id] = body
-                if body["status"] not in TERMINAL:
-                    still.append((token, trade_id))
-            pending = still
-            if pending:
-                time.sleep(0.2)  # polling interval of a client, not a wait for state
-        return [latest[trade_id] for _, trade_id in trades]
-
-    def _summary(self, trades: list[dict]) -> bool:
-        statuses = Counter(t["status"] for t in trades)
+    def _summary(self, trades: list[demo.DemoTrade]) -> bool:
+        statuses = Counter(t.final.get("status") for t in trades)
+        market = [t for t in trades if t.label.startswith("market")]
         latencies = [
             (
-                datetime.fromisoformat(t["filled_at"])
-                - datetime.fromisoformat(t["created_at"])
+                datetime.fromisoformat(t.final["filled_at"])
+                - datetime.fromisoformat(t.final["created_at"])
             ).total_seconds()
             * 1000
-            for t in trades
-            if t["status"] == "filled" and t["filled_at"]
+            for t in market
+            if t.final.get("filled_at")
         ]
         self.stdout.write("\n=== Demo summary ===")
         self.stdout.write(f"trades: {len(trades)}")
-        for status, count in sorted(statuses.items()):
-            self.stdout.write(f"  {status:<12} {count}")
+        for status, count in sorted(statuses.items(), key=lambda kv: str(kv[0])):
+            self.stdout.write(f"  {status:<16} {count}")
         if latencies:
             self.stdout.write(
-                f"place→filled latency: p50 {_percentile(latencies, 50):.1f} ms, "
+                f"market buys place→filled: p50 {_percentile(latencies, 50):.1f} ms, "
                 f"p99 {_percentile(latencies, 99):.1f} ms, "
-                f"mean {statistics.fmean(latencies):.1f} ms"
+                f"mean {statistics.fmean(latencies):.1f} ms ({len(latencies)} fills)"
+            )
+        for trade in trades:
+            if trade in market:
+                continue
+            fills = trade.final.get("fills", [])
+            path = " → ".join(
+                TradeEvent.objects.filter(trade_id=trade.id, kind="status")
+                .order_by("id")
+                .values_list("status", flat=True)
+            )
+            self.stdout.write(
+                f"{trade.label}: {trade.final.get('status')} "
+                f"({len(fills)} fill{'s' if len(fills) != 1 else ''}; {path})"
+                f"{'' if trade.ok else f'  EXPECTED {trade.expected}'}"
             )
         self.stdout.write("topic leaders:")
         for leader in TopicLeader.objects.filter(topic__in=all_topics()).order_by(
@@ -233,4 +198,4 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  {leader.topic:<14} {leader.holder:<14} epoch {leader.epoch}"
             )
-        return statuses.get("filled", 0) == len(trades)
+        return all(trade.ok for trade in trades)
