@@ -1,6 +1,6 @@
-"""One candidate per topic: join the topic's kazoo Election, and while elected run
-the leader body. Leaving the body releases the election node; the candidate then
-rejoins (unless the process is stopping)."""
+"""One candidate per topic: while the executor is under its leadership share, join
+the topic's kazoo Election and, once elected, run the leader body. Leaving the body
+releases the election node; the candidate then competes again when it may."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import threading
 from collections.abc import Callable
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import CancelledError, KazooException
+from kazoo.exceptions import KazooException
 
 logger = logging.getLogger(__name__)
 
-# leader body: (topic, epoch) -> returns when leadership should end
-LeaderBody = Callable[[str, int], None]
+# leader body: (topic, epoch, election node path) -> returns when leadership ends
+LeaderBody = Callable[[str, int, str], None]
 
 
 class TopicCandidate(threading.Thread):
@@ -26,44 +26,65 @@ class TopicCandidate(threading.Thread):
         topic: str,
         identifier: str,
         lead: LeaderBody,
+        may_compete: Callable[[], bool],
         stopping: threading.Event,
     ) -> None:
         super().__init__(name=f"candidate-{topic}", daemon=True)
         self._zk = zk
-        self._path = election_path
-        self._topic = topic
+        self.election_path = election_path
+        self.topic = topic
         self._identifier = identifier
         self._lead = lead
+        self._may_compete = may_compete
         self._stopping = stopping
         self._election = None
+        self._in_body = threading.Event()
 
-    def cancel(self) -> None:
-        """Stop waiting for leadership (a no-op for a running leader body, which
-        watches the stop flag itself)."""
+    @property
+    def waiting(self) -> bool:
+        """Queued in the election but not leading."""
+        return self._election is not None and not self._in_body.is_set()
+
+    def withdraw(self) -> None:
+        """Stop waiting for leadership (no effect on a running leader body, which
+        watches its own conditions)."""
         election = self._election
-        if election is not None:
+        if election is not None and not self._in_body.is_set():
             election.cancel()
 
     def run(self) -> None:
         while not self._stopping.is_set():
-            election = self._zk.Election(self._path, self._identifier)
+            if not self._may_compete():
+                self._stopping.wait(0.2)
+                continue
+            election = self._zk.Election(self.election_path, self._identifier)
             self._election = election
             try:
-                election.run(self._lead_with_epoch, election)
-            except CancelledError:
-                return
+                election.run(self._lead_with_epoch, election)  # returns if canceled
             except KazooException as exc:
-                logger.warning("election error topic=%s error=%r", self._topic, exc)
+                logger.warning("election error topic=%s error=%r", self.topic, exc)
             except Exception:
-                logger.exception("leader body crashed topic=%s", self._topic)
+                logger.exception("leader body crashed topic=%s", self.topic)
+            finally:
+                self._election = None
+            # Give a queued successor the chance to take what we just released.
             self._stopping.wait(0.5)
 
     def _lead_with_epoch(self, election) -> None:
         lock = election.lock
-        stat = self._zk.exists(f"{lock.path}/{lock.node}")
+        node_path = f"{lock.path}/{lock.node}"
+        stat = self._zk.exists(node_path)
         if stat is None:  # session lost between winning and here
             return
-        # czxid: the zxid that created our node. Successive leaders are the
-        # lowest-sequence nodes in turn, so each one's czxid is higher than
-        # its predecessor's: an epoch that only grows.
-        self._lead(self._topic, stat.czxid)
+        self._in_body.set()
+        try:
+            # czxid: the zxid that created our node. Successive leaders are the
+            # lowest-sequence nodes in turn, so each one's czxid is higher than
+            # its predecessor's: an epoch that only grows.
+            self._lead(self.topic, stat.czxid, node_path)
+        finally:
+            self._in_body.clear()
+
+    def contenders(self) -> int:
+        election = self._zk.Election(self.election_path)
+        return len(election.contenders())

@@ -11,11 +11,13 @@ import time
 
 from django.db import close_old_connections
 from kazoo.client import KazooClient, KazooState
+from kazoo.exceptions import KazooException
 
 from broker.errors import Fenced
 from broker.exchange_client import ExchangeClient, ExchangeError, StaleEpoch
 from broker.kafka_admin import ensure_topics
 from broker.services.leadership import topic_leader_claim
+from executor.balance import LeadershipBalance
 from executor.consumer import TopicConsumer
 from executor.election import TopicCandidate
 from executor.feed import FeedFollower
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 # After SIGTERM a leader finishes its current message; one stuck retrying an
 # unreachable exchange gives up after this long and leaves it to its successor.
 STOP_GRACE_SECONDS = 5.0
+# How often a leader checks whether it holds more than its share of topics.
+BALANCE_CHECK_SECONDS = 1.0
 
 
 def default_identity() -> str:
@@ -58,11 +62,17 @@ class Executor:
         self._stop_requested_at: float | None = None
         self._connected = threading.Event()
         self._sessions_lost = 0
+        self._reconnects = 0
         self._zk = KazooClient(
             hosts=zookeeper_hosts,
             timeout=session_timeout,
             connection_retry={"max_tries": -1, "delay": 0.1, "max_delay": 1.0},
             command_retry={"max_tries": 3, "delay": 0.1, "max_delay": 1.0},
+        )
+        self._balance = LeadershipBalance(
+            zk=self._zk,
+            members_path=f"{self._zookeeper_root}/members",
+            topics=topics,
         )
 
     # -- lifecycle ------------------------------------------------------------
@@ -80,6 +90,8 @@ class Executor:
         self._zk.add_listener(self._on_zk_state)
         self._zk.start(timeout=30)
         self._connected.set()
+        self._balance.join(self.identity)
+        registered_in_session = self._sessions_lost
         candidates = [
             TopicCandidate(
                 zk=self._zk,
@@ -87,6 +99,7 @@ class Executor:
                 topic=topic,
                 identifier=self.identity,
                 lead=self._lead,
+                may_compete=self._balance.may_compete,
                 stopping=self._stop,
             )
             for topic in self._topics
@@ -97,11 +110,21 @@ class Executor:
             "executor started identity=%s topics=%s", self.identity, self._topics
         )
         try:
-            while not self._stop.wait(0.5):
-                pass
+            while not self._stop.wait(0.2):
+                if registered_in_session != self._sessions_lost and (
+                    self._connected.is_set()
+                ):
+                    # A new ZooKeeper session: our membership node died with the
+                    # old one.
+                    self._balance.join(self.identity)
+                    registered_in_session = self._sessions_lost
+                if not self._balance.may_compete():
+                    for candidate in candidates:
+                        if candidate.waiting:
+                            candidate.withdraw()
         finally:
             for candidate in candidates:
-                candidate.cancel()
+                candidate.withdraw()
             for candidate in candidates:
                 candidate.join(timeout=STOP_GRACE_SECONDS + 10)
             self._zk.stop()
@@ -111,6 +134,8 @@ class Executor:
     def _on_zk_state(self, state: KazooState) -> None:
         """kazoo listener: never blocks, never calls ZooKeeper; only sets flags."""
         if state == KazooState.CONNECTED:
+            if not self._connected.is_set():
+                self._reconnects += 1
             self._connected.set()
         else:
             self._connected.clear()
@@ -135,7 +160,17 @@ class Executor:
                 self._stop.wait(delay)
                 delay = min(delay * 2, 2.0)
 
-    def _lead(self, topic: str, epoch: int) -> None:
+    def _lead(self, topic: str, epoch: int, node_path: str) -> None:
+        """The leader body of one topic: fence, log on, consume → send → settle,
+        and follow the exchange's report feed, until a reason to step down."""
+        if not self._balance.try_take(topic):
+            return  # at our share already: release at once, before any write
+        try:
+            self._lead_taken(topic, epoch, node_path)
+        finally:
+            self._balance.release(topic)
+
+    def _lead_taken(self, topic: str, epoch: int, node_path: str) -> None:
         sessions_lost_at_start = self._sessions_lost
 
         def still_leader() -> bool:
@@ -179,6 +214,8 @@ class Executor:
             stop=self._stop,
             lost=lost,
         )
+        reconnects_seen = self._reconnects
+        next_balance_check = time.monotonic() + BALANCE_CHECK_SECONDS
         try:
             self._logon(exchange, fence)
             consumer.assign_from_stored_offsets()
@@ -191,6 +228,22 @@ class Executor:
                     # Suspended: send nothing, write nothing until we know.
                     self._connected.wait(0.2)
                     continue
+                if self._reconnects != reconnects_seen:
+                    reconnects_seen = self._reconnects
+                    if not self._still_own(node_path):
+                        logger.warning(
+                            "election node gone after reconnect topic=%s", topic
+                        )
+                        return
+                if time.monotonic() >= next_balance_check:
+                    next_balance_check = time.monotonic() + BALANCE_CHECK_SECONDS
+                    if self._should_resign(topic, node_path):
+                        logger.info(
+                            "resigning topic=%s to balance leadership (share %s)",
+                            topic,
+                            self._balance.share(),
+                        )
+                        return
                 message = consumer.poll(0.2)
                 if message is None:
                     continue
@@ -214,3 +267,21 @@ class Executor:
             exchange.close()
             close_old_connections()
             logger.info("stopped leading topic=%s epoch=%s", topic, epoch)
+
+    def _still_own(self, node_path: str) -> bool:
+        """After a reconnect: is our election node still there, and ours?"""
+        try:
+            stat = self._zk.exists(node_path)
+        except KazooException:
+            return False
+        return stat is not None and stat.ephemeralOwner == self._zk.client_id[0]
+
+    def _should_resign(self, topic: str, node_path: str) -> bool:
+        """Over our share and someone else is queued to take this topic over."""
+        if not self._balance.should_resign(topic):
+            return False
+        try:
+            queued = self._zk.Election(node_path.rsplit("/", 1)[0]).contenders()
+        except KazooException:
+            return False
+        return len(queued) > 1
