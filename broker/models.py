@@ -418,3 +418,27 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user_id})"
+
+
+class DeadLetter(models.Model):
+    """A message the executor could not process (undecodable, unknown type, or
+    failing every retry): copied to the dead-letter topic and recorded here, in the
+    same fenced transaction that moves the topic's offset past it."""
+
+    topic = models.CharField(max_length=128)
+    partition = models.IntegerField()
+    offset = models.BigIntegerField()
+    reason = models.CharField(max_length=500)
+    payload = models.TextField(blank=True, default="")
+    epoch = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["topic", "partition", "offset"], name="dead_letter_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}: {self.reason}"

@@ -18,3 +18,8 @@ def topic_for_customer(customer_id: int) -> str:
     """The one topic that carries every event of this customer, in commit order."""
     index = zlib.crc32(str(customer_id).encode()) % settings.TRADE_TOPICS
     return topic_name(index)
+
+
+def dead_letter_topic() -> str:
+    """Where the executors put messages they can never process."""
+    return f"{settings.TRADE_TOPIC_PREFIX}.dlq"

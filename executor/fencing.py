@@ -4,6 +4,7 @@ leader's."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +26,11 @@ class Fence:
     def check_alive(self) -> None:
         if not self.still_leader():
             raise Fenced(f"{self.topic}: leadership of epoch {self.epoch} is in doubt")
+
+    def wait_or_raise(self, seconds: float) -> None:
+        """Back off, but never past the end of the leadership."""
+        time.sleep(seconds)
+        self.check_alive()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from django.db import InterfaceError, OperationalError, close_old_connections
+
 from broker.errors import Fenced
 from broker.events import Event, UndecodableEvent
 from broker.exchange_client import (
@@ -30,7 +32,7 @@ from broker.exchange_client import (
     ExchangeRefused,
     StaleEpoch,
 )
-from broker.models import Trade, TradeEvent
+from broker.models import DeadLetter, Trade, TradeEvent
 from broker.services.leadership import consumer_offset_advance
 from broker.services.settlement import (
     trade_apply_order,
@@ -38,6 +40,7 @@ from broker.services.settlement import (
     trade_mark_submitted,
 )
 from broker.services.transitions import TERMINAL
+from executor.dead_letters import DeadLetterSink
 from executor.fencing import Fence
 
 logger = logging.getLogger(__name__)
@@ -57,6 +60,9 @@ class MessagePosition:
 class RetryPolicy:
     first_delay: float = 0.05
     max_delay: float = 2.0
+    # A message whose handling fails this many times (not counting outages) is
+    # dead-lettered.
+    poison_attempts: int = 3
 
 
 def handle_message(
@@ -65,43 +71,104 @@ def handle_message(
     position: MessagePosition,
     fence: Fence,
     exchange: ExchangeClient,
+    dead_letters: DeadLetterSink,
     retry: RetryPolicy = RetryPolicy(),
 ) -> None:
     """Process one message completely, ending with its offset stored in PostgreSQL.
-    Raises Fenced when this process is no longer the leader (nothing committed
-    after that point)."""
+
+    A message that cannot be understood goes to the dead-letter topic at once; one
+    whose handling fails for a reason that is not an outage (database or network
+    down) is retried ``retry.poison_attempts`` times, then dead-lettered, so no
+    message can stall its topic. Raises Fenced when this process is no longer the
+    leader (nothing committed after that point).
+    """
     try:
         event = Event.decode(raw)
     except UndecodableEvent as exc:
-        _skip(fence, position, f"undecodable: {exc}")
+        _dead_letter(raw, f"undecodable: {exc}", position, fence, dead_letters)
         return
     handler = _HANDLERS.get(event.event_type)
     if handler is None:
-        _skip(fence, position, f"unknown event type {event.event_type!r}")
+        reason = f"unknown event type {event.event_type!r}"
+        _dead_letter(raw, reason, position, fence, dead_letters)
         return
     try:
         trade_id = uuid.UUID(str(event.payload["trade_id"]))
     except (KeyError, ValueError):
-        _skip(fence, position, f"event {event.event_id} has no valid trade_id")
+        reason = f"event {event.event_id} has no valid trade_id"
+        _dead_letter(raw, reason, position, fence, dead_letters)
         return
-    try:
-        handler(
-            trade_id, position=position, fence=fence, exchange=exchange, retry=retry
-        )
-    except StaleEpoch as exc:
-        raise Fenced(f"{fence.topic}: the exchange knows a newer epoch") from exc
+
+    failures = 0
+    while True:
+        try:
+            handler(
+                trade_id, position=position, fence=fence, exchange=exchange, retry=retry
+            )
+            return
+        except StaleEpoch as exc:
+            raise Fenced(f"{fence.topic}: the exchange knows a newer epoch") from exc
+        except Fenced:
+            raise
+        except (OperationalError, InterfaceError) as exc:
+            # PostgreSQL is away: an outage, not a poison message. Wait for it.
+            logger.warning(
+                "database unavailable, retrying offset=%s: %s", position.offset, exc
+            )
+            close_old_connections()
+            fence.wait_or_raise(retry.max_delay)
+        except Exception as exc:
+            failures += 1
+            logger.exception(
+                "handling failed topic=%s offset=%s attempt=%s",
+                position.topic,
+                position.offset,
+                failures,
+            )
+            if failures >= retry.poison_attempts:
+                reason = f"failed {failures} times: {type(exc).__name__}: {exc}"
+                _dead_letter(raw, reason, position, fence, dead_letters)
+                return
+            fence.wait_or_raise(retry.first_delay * 2**failures)
 
 
-def _skip(fence: Fence, position: MessagePosition, reason: str) -> None:
-    logger.error(
-        "message skipped topic=%s partition=%s offset=%s reason=%s",
-        position.topic,
-        position.partition,
-        position.offset,
-        reason,
+def _dead_letter(
+    raw: bytes | None,
+    reason: str,
+    position: MessagePosition,
+    fence: Fence,
+    dead_letters: DeadLetterSink,
+) -> None:
+    """Copy to the dead-letter topic, then record it and move past it in one fenced
+    transaction. A crash in between copies it again on replay; the record is
+    unique per position."""
+    fence.check_alive()
+    dead_letters.send(
+        topic=position.topic,
+        partition=position.partition,
+        offset=position.offset,
+        raw=raw,
+        reason=reason,
     )
     with fence.transaction():
+        DeadLetter.objects.get_or_create(
+            topic=position.topic,
+            partition=position.partition,
+            offset=position.offset,
+            defaults={
+                "reason": _printable(reason)[:500],
+                "payload": _printable((raw or b"")[:10000]),
+                "epoch": fence.epoch,
+            },
+        )
         _store_offset(position)
+
+
+def _printable(value: str | bytes) -> str:
+    """Text PostgreSQL accepts (no NUL) that still shows every byte."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="backslashreplace")
+    return value.replace("\x00", "\\x00")
 
 
 def _done(

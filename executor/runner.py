@@ -19,6 +19,7 @@ from broker.kafka_admin import ensure_topics
 from broker.services.leadership import topic_leader_claim
 from executor.balance import LeadershipBalance
 from executor.consumer import TopicConsumer
+from executor.dead_letters import KafkaDeadLetterSink
 from executor.election import TopicCandidate
 from executor.feed import FeedFollower
 from executor.fencing import Fence
@@ -50,8 +51,10 @@ class Executor:
         bootstrap_servers: str,
         exchange_url: str,
         exchange_timeout: float,
+        dead_letter_topic: str,
     ) -> None:
         self.identity = identity
+        self._dead_letter_topic = dead_letter_topic
         self._topics = topics
         self._partitions = partitions
         self._zookeeper_root = zookeeper_root.rstrip("/")
@@ -85,7 +88,12 @@ class Executor:
 
     def run(self) -> None:
         ensure_topics(
-            self._bootstrap_servers, self._topics, partitions=self._partitions
+            self._bootstrap_servers,
+            [*self._topics, self._dead_letter_topic],
+            partitions=self._partitions,
+        )
+        self._dead_letters = KafkaDeadLetterSink(
+            bootstrap_servers=self._bootstrap_servers, topic=self._dead_letter_topic
         )
         self._zk.add_listener(self._on_zk_state)
         self._zk.start(timeout=30)
@@ -255,6 +263,7 @@ class Executor:
                     ),
                     fence=fence,
                     exchange=exchange,
+                    dead_letters=self._dead_letters,
                 )
                 consumer.commit_hint(message)
         except (Fenced, StaleEpoch) as exc:

@@ -21,6 +21,7 @@ from broker.exchange_client import (
 from broker.models import (
     Account,
     ConsumerOffset,
+    DeadLetter,
     Execution,
     FeedCursor,
     Position,
@@ -176,10 +177,23 @@ def report(seq, order):
     )
 
 
-def deliver(message, fence, exchange, offset=None):
+class FakeDeadLetters:
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    def send(self, **letter) -> None:
+        self.sent.append(letter)
+
+
+def deliver(message, fence, exchange, offset=None, dead_letters=None):
     position = MessagePosition(TOPIC, 0, next(_offsets) if offset is None else offset)
     handle_message(
-        message, position=position, fence=fence, exchange=exchange, retry=FAST_RETRY
+        message,
+        position=position,
+        fence=fence,
+        exchange=exchange,
+        dead_letters=dead_letters or FakeDeadLetters(),
+        retry=FAST_RETRY,
     )
     return position
 
@@ -284,10 +298,40 @@ def test_a_lower_epoch_never_overwrites_the_fence(fence):
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"not json", b"{}", b'{"event_id": 1, "event_type": "x", "payload": 3}'],
+    [
+        b"",
+        b"not json",
+        b"\x00 NUL bytes \xff",
+        b"{}",
+        b'{"event_id": 1, "event_type": "x", "payload": 3}',
+        b'{"event_id": 1, "event_type": "trade.unknown", "payload": {}}',
+        b'{"event_id": 1, "event_type": "trade.placed", "payload": {"trade_id": 7}}',
+    ],
 )
-def test_undecodable_messages_are_skipped_without_stalling(fence, raw):
-    position = deliver(raw, fence, FakeExchange())
+def test_poison_messages_are_dead_lettered_without_stalling(fence, raw):
+    sink = FakeDeadLetters()
+    position = deliver(raw, fence, FakeExchange(), dead_letters=sink)
+    stored = ConsumerOffset.objects.get(topic=TOPIC, partition=0)
+    assert stored.next_offset == position.offset + 1
+    [letter] = sink.sent
+    assert letter["offset"] == position.offset and letter["raw"] == raw
+    recorded = DeadLetter.objects.get(topic=TOPIC, offset=position.offset)
+    assert recorded.reason == letter["reason"]
+
+
+class ExplodingExchange(FakeExchange):
+    def place_order(self, **order):
+        self.place_calls += 1
+        raise RuntimeError("the exchange sent something we cannot parse")
+
+
+def test_a_message_failing_every_time_is_dead_lettered_after_retries(fence):
+    customer, _ = make_customer("5000.00")
+    _, message = placed(customer)
+    sink, exchange = FakeDeadLetters(), ExplodingExchange()
+    position = deliver(message, fence, exchange, dead_letters=sink)
+    assert exchange.place_calls == FAST_RETRY.poison_attempts
+    assert "RuntimeError" in sink.sent[0]["reason"]
     stored = ConsumerOffset.objects.get(topic=TOPIC, partition=0)
     assert stored.next_offset == position.offset + 1
 

@@ -17,7 +17,7 @@ from kazoo.client import KazooClient
 
 from broker.models import Customer, TopicLeader
 from broker.stack.apps import AppLauncher, AppProcess, wait_until
-from broker.topics import all_topics, topic_for_customer
+from broker.topics import all_topics, dead_letter_topic, topic_for_customer
 from tests.factories import make_customer
 
 EXECUTORS = ("executor-1", "executor-2", "executor-3")
@@ -148,7 +148,8 @@ def system(
 def _drop_test_topics_and_znodes() -> None:
     """The local stack outlives the suite: leave no test topics or znodes behind."""
     admin = AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS})
-    for future in admin.delete_topics(all_topics(), operation_timeout=10).values():
+    topics = [*all_topics(), dead_letter_topic()]
+    for future in admin.delete_topics(topics, operation_timeout=10).values():
         with contextlib.suppress(Exception):  # already gone, or never created
             future.result(timeout=15)
     zk = KazooClient(hosts=settings.ZOOKEEPER_HOSTS)

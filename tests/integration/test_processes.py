@@ -7,13 +7,13 @@ import signal
 import uuid
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from django.conf import settings
 
 from broker.events import Event
-from broker.models import OutboxEvent
+from broker.models import DeadLetter, OutboxEvent
 from broker.stack.apps import wait_until
-from broker.topics import all_topics
+from broker.topics import all_topics, dead_letter_topic
 from tests.integration.conftest import (
     customer_on_topic,
     place_over_http,
@@ -110,3 +110,51 @@ def test_sigterm_stops_the_relay_with_exit_0(system, live_db):
     relay.signal(signal.SIGTERM)
     assert relay.popen.wait(30) == 0
     system.launcher.processes.remove(relay)
+
+
+def test_a_poison_message_is_dead_lettered_and_its_topic_keeps_flowing(system, live_db):
+    topic = all_topics()[1]
+    delivered: list = []
+    producer = Producer({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS})
+    producer.produce(
+        topic,
+        key=b"poison",
+        value=b"\x00 not an event",
+        on_delivery=lambda err, msg: delivered.append(msg),
+    )
+    assert producer.flush(30) == 0
+    offset = delivered[0].offset()
+
+    _, token = customer_on_topic(topic)
+    trade = place_over_http(system, token, quantity="1")
+    wait_for_status(system, token, trade["id"], "filled")
+
+    letter = DeadLetter.objects.get(topic=topic, offset=offset)
+    assert "undecodable" in letter.reason
+    [copied] = read_raw(dead_letter_topic(), key=f"{topic}:0:{offset}".encode())
+    assert copied.value() == b"\x00 not an event"
+    assert dict(copied.headers())["reason"].decode() == letter.reason
+
+
+def read_raw(topic: str, *, key: bytes, timeout: float = 30) -> list:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+            "group.id": f"test-reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    found: list = []
+
+    def seen() -> bool:
+        message = consumer.poll(0.2)
+        if message is not None and message.error() is None and message.key() == key:
+            found.append(message)
+        return bool(found)
+
+    try:
+        wait_until(seen, timeout=timeout, interval=0, what=f"{key!r} on {topic}")
+    finally:
+        consumer.close()
+    return found

@@ -3,7 +3,7 @@ import signal
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from broker.topics import all_topics
+from broker.topics import all_topics, dead_letter_topic
 from executor.runner import Executor, default_identity
 
 
@@ -21,6 +21,7 @@ class Command(BaseCommand):
             bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
             exchange_url=settings.EXCHANGE_URL,
             exchange_timeout=settings.EXCHANGE_TIMEOUT,
+            dead_letter_topic=dead_letter_topic(),
         )
         signal.signal(signal.SIGTERM, lambda *_: executor.stop())
         signal.signal(signal.SIGINT, lambda *_: executor.stop())
