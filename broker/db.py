@@ -7,9 +7,12 @@ import psycopg
 from django.conf import settings
 
 
-def raw_connect(*, autocommit: bool = True) -> psycopg.Connection:
+def raw_connect(
+    *, autocommit: bool = True, application_name: str = "broker"
+) -> psycopg.Connection:
     db = settings.DATABASES["default"]
     return psycopg.connect(
+        application_name=application_name,
         dbname=db["NAME"],
         user=db["USER"],
         password=db["PASSWORD"],

@@ -1,16 +1,20 @@
 """The relay's run loop: publish unpublished outbox rows in id order with an
 idempotent producer, and stamp them published only after Kafka confirmed delivery.
 
-Exactly one relay is active at a time: it holds a session-level advisory lock on its
-own connection, and reads, publishes and stamps through that same connection, so a
-relay that lost the lock (its connection died) can stamp nothing. Other relay
-processes wait as standbys. Published at least once: a crash between delivery and
-stamp republishes, and the executor is idempotent.
+The outbox is sharded by topic (a customer's events all go to one topic, so order
+only matters within a shard). At most one relay works a shard: it holds the shard's
+session-level advisory lock on its own connection and reads, publishes and stamps
+through that connection. Relays share the shards: each takes at most
+ceil(shards / live relays), counting live relays in pg_stat_activity, and gives a
+shard back only between batches, after everything it sent was acknowledged and
+stamped. Published at least once: a crash between delivery and stamp republishes,
+and the executor is idempotent; the first copy of each event still lands in order.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 
@@ -24,14 +28,21 @@ from broker.services.outbox import NOTIFY_CHANNEL
 
 logger = logging.getLogger(__name__)
 
-RELAY_LOCK_KEY = 0x6F7574626F78  # "outbox"
+# First key of the two-key advisory locks on shards; the second is hashtext(topic).
+RELAY_LOCK_CLASS = 0x6F7574  # "out"
+APPLICATION_NAME = "broker-relay"
+REBALANCE_SECONDS = 2.0
 
 _SELECT_BATCH = """
 SELECT id, topic, key, event_type, payload
   FROM broker_outboxevent
- WHERE published_at IS NULL
+ WHERE published_at IS NULL AND topic = ANY(%s)
  ORDER BY id
  LIMIT %s
+"""
+_LIVE_RELAYS = """
+SELECT count(*) FROM pg_stat_activity
+ WHERE application_name = %s AND datname = current_database()
 """
 _STAMP = "UPDATE broker_outboxevent SET published_at = now() WHERE id = ANY(%s)"
 
@@ -83,25 +94,50 @@ class Relay:
             logger.info("relay stopped undelivered=%s", remaining)
 
     def _serve(self, producer: Producer) -> None:
-        with raw_connect() as conn:
+        with raw_connect(application_name=APPLICATION_NAME) as conn:
             conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            if not self._acquire_lock(conn):
-                return
-            logger.info("relay active (holds the outbox lock)")
+            shards: list[str] = []
+            next_rebalance = 0.0
             while not self._stop.is_set():
-                published = self._publish_batch(conn, producer)
+                if time.monotonic() >= next_rebalance:
+                    shards = self._rebalance(conn, shards)
+                    next_rebalance = time.monotonic() + REBALANCE_SECONDS
+                if not shards:
+                    self._wait_for_wake(conn)
+                    continue
+                published = self._publish_batch(conn, producer, shards)
                 if published < self._batch_size:
                     self._wait_for_wake(conn)
 
-    def _acquire_lock(self, conn: psycopg.Connection) -> bool:
-        while not self._stop.is_set():
-            row = conn.execute(
-                "SELECT pg_try_advisory_lock(%s)", [RELAY_LOCK_KEY]
-            ).fetchone()
-            if row and row[0]:
-                return True
-            self._wait_for_wake(conn)
-        return False
+    def _rebalance(self, conn: psycopg.Connection, held: list[str]) -> list[str]:
+        """Take free shards up to our share; give back what is over it. Called only
+        between batches, when nothing this relay sent is unacknowledged."""
+        live = conn.execute(_LIVE_RELAYS, [APPLICATION_NAME]).fetchone()[0]
+        share = math.ceil(len(self._topics) / max(1, live))
+        held = list(held)
+        while len(held) > share:
+            topic = held.pop()
+            conn.execute(
+                "SELECT pg_advisory_unlock(%s, hashtext(%s))", [RELAY_LOCK_CLASS, topic]
+            )
+            logger.info(
+                "relay released shard=%s share=%s relays=%s", topic, share, live
+            )
+        for topic in self._topics:
+            if len(held) >= share:
+                break
+            if topic in held:
+                continue
+            got = conn.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                [RELAY_LOCK_CLASS, topic],
+            ).fetchone()[0]
+            if got:
+                held.append(topic)
+                logger.info(
+                    "relay took shard=%s share=%s relays=%s", topic, share, live
+                )
+        return held
 
     def _wait_for_wake(self, conn: psycopg.Connection) -> None:
         """Block until a NOTIFY arrives or the polling interval passes; then drain
@@ -111,8 +147,10 @@ class Relay:
         for _ in conn.notifies(timeout=0):
             pass
 
-    def _publish_batch(self, conn: psycopg.Connection, producer: Producer) -> int:
-        rows = conn.execute(_SELECT_BATCH, [self._batch_size]).fetchall()
+    def _publish_batch(
+        self, conn: psycopg.Connection, producer: Producer, shards: list[str]
+    ) -> int:
+        rows = conn.execute(_SELECT_BATCH, [shards, self._batch_size]).fetchall()
         if not rows:
             return 0
         delivered: list[int] = []

@@ -23,3 +23,5 @@ ZOOKEEPER_SESSION_TIMEOUT = 4.0
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
 CACHES["default"]["KEY_PREFIX"] = f"test-{TEST_RUN_ID}"  # noqa: F405
+# Parallel runs on one machine must not drop each other's test database.
+DATABASES["default"]["TEST"] = {"NAME": f"test_broker_{TEST_RUN_ID}"}  # noqa: F405

@@ -9,9 +9,11 @@ import uuid
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from django.conf import settings
+from django.db import connection
 
 from broker.events import Event
 from broker.models import DeadLetter, OutboxEvent
+from broker.relay.runner import RELAY_LOCK_CLASS
 from broker.stack.apps import wait_until
 from broker.topics import all_topics, dead_letter_topic
 from tests.integration.conftest import (
@@ -68,19 +70,52 @@ def test_a_customers_events_reach_kafka_in_commit_order(system, live_db):
     )
 
 
-def test_a_standby_relay_takes_over_when_the_active_one_is_killed(system, live_db):
+def relay_shards() -> dict[int, int]:
+    """pid → number of outbox shards that relay process holds."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT pid, count(*) FROM pg_locks
+             WHERE locktype = 'advisory' AND classid = %s AND granted
+               AND database = (SELECT oid FROM pg_database
+                                WHERE datname = current_database())
+             GROUP BY pid
+            """,
+            [RELAY_LOCK_CLASS],
+        )
+        return dict(cursor.fetchall())
+
+
+def test_relays_share_the_shards_and_take_over_a_dead_ones(system, live_db):
     relay = next(p for p in system.launcher.processes if p.name == "relay")
-    standby = system.launcher.start_relay(name="relay-standby")
-    _, token = customer_on_topic(all_topics()[0])
+    second = system.launcher.start_relay(name="relay-2")
+    topics = len(all_topics())
+    wait_until(
+        lambda: sorted(relay_shards().values()) == [topics // 2, topics - topics // 2],
+        timeout=30,
+        what="two relays holding half the shards each",
+    )
+
+    # A burst for one customer while both relays publish: order is kept.
+    customer, token = customer_on_topic(all_topics()[0])
+    placed = [place_over_http(system, token, quantity="1") for _ in range(10)]
+    events = read_topic(all_topics()[0], str(customer.pk), len(placed))
+    assert [e.payload["trade_id"] for e in events] == [t["id"] for t in placed]
 
     relay.signal(signal.SIGKILL)
     relay.popen.wait(10)
-    # The killed relay's connection closes, its advisory lock is released, and
-    # the standby (which was waiting on it) publishes from the first unstamped row.
-    trade = place_over_http(system, token, quantity="1")
-    wait_for_status(system, token, trade["id"], "filled", timeout=60)
-    assert standby.alive()
     system.launcher.processes.remove(relay)
+    # The killed relay's connection closes and its locks go with it.
+    wait_until(
+        lambda: list(relay_shards().values()) == [topics],
+        timeout=30,
+        what="the surviving relay holding every shard",
+    )
+    for topic in all_topics():
+        _, token = customer_on_topic(topic)
+        trade = place_over_http(system, token, quantity="1")
+        wait_for_status(system, token, trade["id"], "filled", timeout=60)
+    assert second.alive()
 
 
 def test_sigterm_makes_an_executor_leave_its_elections_and_exit_0(system, live_db):
