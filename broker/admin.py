@@ -28,6 +28,7 @@ from broker.models import (
     ApiToken,
     ConsumerOffset,
     Customer,
+    DeadLetter,
     Execution,
     FeedCursor,
     IdempotencyRecord,
@@ -632,3 +633,28 @@ def _index_with_dashboard(request, extra_context=None):
 
 
 admin.site.index = _index_with_dashboard
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(ReadOnlyAdmin):
+    """Messages the executors could not process: also on the dead-letter topic."""
+
+    list_display = ("created_at", "topic", "partition", "offset", "reason", "epoch")
+    list_filter = ("topic",)
+    search_fields = ("reason", "payload")
+    readonly_fields = (
+        "topic",
+        "partition",
+        "offset",
+        "reason",
+        "payload",
+        "epoch",
+        "created_at",
+    )
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "title": "Dead letters"}
+        self.message_user(
+            request, f"{DeadLetter.objects.count()} dead-lettered messages in total"
+        )
+        return super().changelist_view(request, extra_context)

@@ -28,6 +28,7 @@ from broker.models import (
     Account,
     ApiToken,
     ConsumerOffset,
+    DeadLetter,
     FeedCursor,
     IdempotencyRecord,
     LedgerEntry,
@@ -133,6 +134,9 @@ def test_every_changelist_and_change_page_renders_with_data(staff_client):
     feed_cursor_advance(session=topic, last_seq=9)
     IdempotencyRecord.objects.create(
         customer=customer, key="k-1", fingerprint="f" * 64, response_status=201
+    )
+    DeadLetter.objects.create(
+        topic=topic, partition=0, offset=3, reason="undecodable", epoch=42
     )
     for model, model_admin in admin.site._registry.items():
         if model._meta.app_label != "broker":
@@ -622,3 +626,13 @@ def test_ledger_is_read_only_even_for_superusers(staff_client):
     response = staff_client.post(url, {"amount": "1000000"})
     assert response.status_code == 403
     assert Account.objects.get(pk=customer.account.pk).cash == Decimal("10.00")
+
+
+def test_dead_letters_are_listed_with_their_count(admin_client):
+    DeadLetter.objects.create(
+        topic="trades.9", partition=0, offset=41, reason="undecodable: x", epoch=3
+    )
+    response = admin_client.get("/admin/broker/deadletter/")
+    assert response.status_code == 200
+    assert b"undecodable: x" in response.content
+    assert b"1 dead-lettered messages in total" in response.content
