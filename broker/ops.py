@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
+from broker.jobs import last_audit
 from broker.models import (
     ConsumerOffset,
     Execution,
@@ -111,6 +112,8 @@ def dashboard(*, now: datetime | None = None) -> dict:
         "outbox_oldest_age_seconds": lag["oldest_age_seconds"],
         "stuck_trades": stuck_trades(now=now).count(),
         "stuck_after_seconds": int(STUCK_AFTER.total_seconds()),
+        # The periodic ledger audit's last verdict (None: not run yet).
+        "ledger_audit": last_audit(),
     }
 
 

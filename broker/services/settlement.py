@@ -163,7 +163,14 @@ def _apply_execution(
         PRICE_TICK, rounding=ROUND_HALF_UP
     )
     trade.hold_remaining -= from_hold
-    trade.save(update_fields=["filled_quantity", "average_price", "hold_remaining"])
+    trade.save(
+        update_fields=[
+            "filled_quantity",
+            "average_price",
+            "hold_remaining",
+            "updated_at",
+        ]
+    )
     TradeEvent.objects.create(
         trade=trade,
         kind="fill",

@@ -28,6 +28,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "broker.observability.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -172,3 +173,52 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
     },
 }
+
+# --- Celery: periodic jobs (worker + beat) ----------------------------------------
+# Redis is the broker; no result backend (every job logs what it did). Tasks are
+# acknowledged after they run, so a killed worker's task is delivered again: every
+# job is idempotent. Run exactly one beat per deployment.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+# Own queue name, so deployments (and test runs) sharing a Redis never swap jobs.
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="broker.jobs")
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_CONCURRENCY", default=2)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = env(
+    "CELERY_BEAT_SCHEDULE_FILE",
+    default=str(BASE_DIR / ".stack" / "celerybeat-schedule"),
+)
+
+# Thresholds of the jobs.
+STUCK_TRADE_SECONDS = env.int("STUCK_TRADE_SECONDS", default=120)
+OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=72)
+
+# How often beat sends each job. A run not started within its interval expires:
+# the next one does the same work.
+RECONCILE_INTERVAL_SECONDS = env.float("RECONCILE_INTERVAL_SECONDS", default=30)
+EXPIRE_INTERVAL_SECONDS = env.float("EXPIRE_INTERVAL_SECONDS", default=60)
+PRUNE_INTERVAL_SECONDS = env.float("PRUNE_INTERVAL_SECONDS", default=3600)
+AUDIT_INTERVAL_SECONDS = env.float("AUDIT_INTERVAL_SECONDS", default=300)
+
+
+def _every(task: str, seconds: float) -> dict:
+    return {"task": task, "schedule": seconds, "options": {"expires": seconds}}
+
+
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-stuck-trades": _every(
+        "broker.reconcile_stuck_trades", RECONCILE_INTERVAL_SECONDS
+    ),
+    "expire-day-orders": _every("broker.expire_day_orders", EXPIRE_INTERVAL_SECONDS),
+    "prune-outbox": _every("broker.prune_outbox", PRUNE_INTERVAL_SECONDS),
+    "audit-ledger": _every("broker.audit_ledger", AUDIT_INTERVAL_SECONDS),
+}
+# --- end Celery ------------------------------------------------------------------

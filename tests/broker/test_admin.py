@@ -636,3 +636,26 @@ def test_dead_letters_are_listed_with_their_count(admin_client):
     assert response.status_code == 200
     assert b"undecodable: x" in response.content
     assert b"1 dead-lettered messages in total" in response.content
+
+
+def test_the_dashboard_raises_the_ledger_audit_flag(admin_client):
+    from django.core.cache import cache
+
+    from broker.jobs import AUDIT_CACHE_KEY
+
+    cache.set(
+        AUDIT_CACHE_KEY,
+        {
+            "checked_at": timezone.now(),
+            "ok": False,
+            "count": 1,
+            "violations": ["account 7: cash 150.00 vs ledger 100.00"],
+        },
+        None,
+    )
+    try:
+        page = admin_client.get("/admin/").content.decode()
+        assert "MISMATCH: 1 violation(s)" in page
+        assert "account 7: cash 150.00 vs ledger 100.00" in page
+    finally:
+        cache.delete(AUDIT_CACHE_KEY)

@@ -1,0 +1,29 @@
+import sys
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from broker.celery import app
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the Celery worker of the periodic jobs (SIGTERM: finish the running "
+        "jobs, exit 0). Concurrency from CELERY_CONCURRENCY."
+    )
+
+    def handle(self, *args, **options) -> None:
+        # What app.worker_main() runs, keeping the worker's exit code.
+        code = app.start(
+            argv=[
+                "worker",
+                f"--loglevel={settings.LOG_LEVEL}",
+                f"--concurrency={settings.CELERY_WORKER_CONCURRENCY}",
+                f"--queues={settings.CELERY_TASK_DEFAULT_QUEUE}",
+                # Jobs-only worker: no revokes to sync, no peers to gossip with.
+                "--without-mingle",
+                "--without-gossip",
+            ]
+        )
+        if code:
+            sys.exit(code)
