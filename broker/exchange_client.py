@@ -5,11 +5,14 @@ caller may resend after any error."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 import requests
+
+from broker.observability.metrics import EXCHANGE_LATENCY
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +133,9 @@ class ExchangeClient:
 
     def quote(self, symbol: str) -> Quote | None:
         """The current quote, or None when the exchange does not list ``symbol``."""
-        response = self._request("GET", f"/quotes/{symbol}", allow_404=True)
+        response = self._request(
+            "GET", f"/quotes/{symbol}", allow_404=True, operation="quote"
+        )
         if response is None:
             return None
         body = response.json()
@@ -167,7 +172,7 @@ class ExchangeClient:
             payload["limit_price"] = str(limit_price)
         if collar_price is not None:
             payload["collar_price"] = str(collar_price)
-        response = self._request("POST", "/orders", json=payload)
+        response = self._request("POST", "/orders", json=payload, operation="place")
         return ExchangeOrder.from_json(response.json())
 
     def cancel_order(self, client_order_id: str) -> ExchangeOrder | None:
@@ -175,7 +180,10 @@ class ExchangeClient:
         lost the race to a fill says ``filled``). None if the exchange never
         accepted the order."""
         response = self._request(
-            "POST", f"/orders/{client_order_id}/cancel", allow_404=True
+            "POST",
+            f"/orders/{client_order_id}/cancel",
+            allow_404=True,
+            operation="cancel",
         )
         return None if response is None else ExchangeOrder.from_json(response.json())
 
@@ -186,6 +194,7 @@ class ExchangeClient:
             "POST",
             f"/sessions/{self.session_id}/logon",
             json={"epoch": int(self._session.headers["X-Epoch"])},
+            operation="logon",
         )
         return int(response.json()["last_seq"])
 
@@ -199,22 +208,29 @@ class ExchangeClient:
             f"/sessions/{self.session_id}/reports",
             params={"after": after, "limit": limit, "wait": wait},
             timeout=self._timeout + wait,
+            operation="reports",
         )
         return [ExecutionReport.from_json(r) for r in response.json()["reports"]]
 
     def order(self, client_order_id: str) -> ExchangeOrder | None:
         """The exchange's view of one order, or None if it never accepted it."""
-        response = self._request("GET", f"/orders/{client_order_id}", allow_404=True)
+        response = self._request(
+            "GET", f"/orders/{client_order_id}", allow_404=True, operation="order"
+        )
         return None if response is None else ExchangeOrder.from_json(response.json())
 
     def _request(
         self, method: str, path: str, *, allow_404: bool = False, **kwargs
     ) -> requests.Response | None:
         kwargs.setdefault("timeout", self._timeout)
+        operation = kwargs.pop("operation", method)
+        started = time.perf_counter()
         try:
             response = self._session.request(method, self._base_url + path, **kwargs)
         except requests.RequestException as exc:
             raise ExchangeError(f"{method} {path}: {exc}") from exc
+        finally:
+            EXCHANGE_LATENCY.labels(operation).observe(time.perf_counter() - started)
         if response.status_code >= 500:
             raise ExchangeError(f"{method} {path}: HTTP {response.status_code}")
         if response.status_code == 404 and allow_404:

@@ -8,6 +8,7 @@ import logging
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
+from broker.observability.metrics import CONSUMER_LAG
 from broker.services.leadership import consumer_offsets
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,23 @@ class TopicConsumer:
             )
             return None
         return message
+
+    def observe_lag(self) -> None:
+        """Consumer lag per partition (high watermark - position) for the metric.
+        One small broker round trip per partition: call it every few seconds."""
+        for tp in self._consumer.assignment():
+            try:
+                _, high = self._consumer.get_watermark_offsets(tp, timeout=1)
+                [position] = self._consumer.position([tp])
+            except Exception:
+                continue
+            if high >= 0:
+                # Before the first message the position is still "invalid": then
+                # everything up to the high watermark is still to be read.
+                read = position.offset if position.offset >= 0 else 0
+                CONSUMER_LAG.labels(self.topic, str(tp.partition)).set(
+                    max(0, high - read)
+                )
 
     def commit_hint(self, message: Message) -> None:
         """Mirror progress into Kafka's group offsets so standard lag tooling sees

@@ -33,6 +33,7 @@ from broker.exchange_client import (
     StaleEpoch,
 )
 from broker.models import DeadLetter, Trade, TradeEvent
+from broker.observability.metrics import EXCHANGE_RETRIES
 from broker.services.leadership import consumer_offset_advance
 from broker.services.settlement import (
     trade_apply_order,
@@ -47,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 Status = Trade.Status
 T = TypeVar("T")
+HANDLED = "handled"
+DEAD_LETTERED = "dead_lettered"
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,9 @@ def handle_message(
     exchange: ExchangeClient,
     dead_letters: DeadLetterSink,
     retry: RetryPolicy = RetryPolicy(),
-) -> None:
-    """Process one message completely, ending with its offset stored in PostgreSQL.
+) -> str:
+    """Process one message completely, ending with its offset stored in PostgreSQL;
+    returns the outcome, ``handled`` or ``dead_lettered``.
 
     A message that cannot be understood goes to the dead-letter topic at once; one
     whose handling fails for a reason that is not an outage (database or network
@@ -86,18 +90,18 @@ def handle_message(
         event = Event.decode(raw)
     except UndecodableEvent as exc:
         _dead_letter(raw, f"undecodable: {exc}", position, fence, dead_letters)
-        return
+        return DEAD_LETTERED
     handler = _HANDLERS.get(event.event_type)
     if handler is None:
         reason = f"unknown event type {event.event_type!r}"
         _dead_letter(raw, reason, position, fence, dead_letters)
-        return
+        return DEAD_LETTERED
     try:
         trade_id = uuid.UUID(str(event.payload["trade_id"]))
     except (KeyError, ValueError):
         reason = f"event {event.event_id} has no valid trade_id"
         _dead_letter(raw, reason, position, fence, dead_letters)
-        return
+        return DEAD_LETTERED
 
     failures = 0
     while True:
@@ -105,7 +109,7 @@ def handle_message(
             handler(
                 trade_id, position=position, fence=fence, exchange=exchange, retry=retry
             )
-            return
+            return HANDLED
         except StaleEpoch as exc:
             raise Fenced(f"{fence.topic}: the exchange knows a newer epoch") from exc
         except Fenced:
@@ -128,7 +132,7 @@ def handle_message(
             if failures >= retry.poison_attempts:
                 reason = f"failed {failures} times: {type(exc).__name__}: {exc}"
                 _dead_letter(raw, reason, position, fence, dead_letters)
-                return
+                return DEAD_LETTERED
             fence.wait_or_raise(retry.first_delay * 2**failures)
 
 
@@ -411,6 +415,7 @@ def _with_retry(
         try:
             return call()
         except ExchangeError as exc:
+            EXCHANGE_RETRIES.inc()
             logger.warning(
                 "exchange unavailable, retrying trade=%s in %.2fs error=%s",
                 trade_id,

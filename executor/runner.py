@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 
+from confluent_kafka.admin import AdminClient
 from django.db import close_old_connections
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import KazooException
@@ -16,6 +17,8 @@ from kazoo.exceptions import KazooException
 from broker.errors import Fenced
 from broker.exchange_client import ExchangeClient, ExchangeError, StaleEpoch
 from broker.kafka_admin import ensure_topics
+from broker.observability.metrics import EPOCH, LEADER, MESSAGES
+from broker.observability.server import serve_worker_endpoints
 from broker.services.leadership import topic_leader_claim
 from executor.balance import LeadershipBalance
 from executor.consumer import TopicConsumer
@@ -32,6 +35,8 @@ logger = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 5.0
 # How often a leader checks whether it holds more than its share of topics.
 BALANCE_CHECK_SECONDS = 1.0
+# How often the consumer-lag gauge is refreshed (a broker round trip).
+LAG_CHECK_SECONDS = 5.0
 
 
 def default_identity() -> str:
@@ -95,6 +100,8 @@ class Executor:
         self._dead_letters = KafkaDeadLetterSink(
             bootstrap_servers=self._bootstrap_servers, topic=self._dead_letter_topic
         )
+        self._kafka_admin = AdminClient({"bootstrap.servers": self._bootstrap_servers})
+        serve_worker_endpoints(self._ready)
         self._zk.add_listener(self._on_zk_state)
         self._zk.start(timeout=30)
         self._connected.set()
@@ -138,6 +145,13 @@ class Executor:
             self._zk.stop()
             self._zk.close()
             logger.info("executor stopped identity=%s", self.identity)
+
+    def _ready(self) -> bool:
+        """Readiness: connected to ZooKeeper and Kafka answers."""
+        if not self._connected.is_set():
+            return False
+        self._kafka_admin.list_topics(timeout=2)
+        return True
 
     def _on_zk_state(self, state: KazooState) -> None:
         """kazoo listener: never blocks, never calls ZooKeeper; only sets flags."""
@@ -224,10 +238,13 @@ class Executor:
         )
         reconnects_seen = self._reconnects
         next_balance_check = time.monotonic() + BALANCE_CHECK_SECONDS
+        next_lag_check = 0.0
         try:
             self._logon(exchange, fence)
             consumer.assign_from_stored_offsets()
             feed.start()
+            LEADER.labels(topic).set(1)
+            EPOCH.labels(topic).set(epoch)
             while not self._stop.is_set() and not lost.is_set():
                 if self._sessions_lost != sessions_lost_at_start:
                     logger.warning("zookeeper session lost topic=%s", topic)
@@ -245,6 +262,9 @@ class Executor:
                         return
                 if time.monotonic() >= next_balance_check:
                     next_balance_check = time.monotonic() + BALANCE_CHECK_SECONDS
+                    if time.monotonic() >= next_lag_check:
+                        next_lag_check = time.monotonic() + LAG_CHECK_SECONDS
+                        consumer.observe_lag()
                     if self._should_resign(topic, node_path):
                         logger.info(
                             "resigning topic=%s to balance leadership (share %s)",
@@ -256,7 +276,7 @@ class Executor:
                 if message is None:
                     continue
                 close_old_connections()
-                handle_message(
+                outcome = handle_message(
                     message.value(),
                     position=MessagePosition(
                         message.topic(), message.partition(), message.offset()
@@ -265,10 +285,12 @@ class Executor:
                     exchange=exchange,
                     dead_letters=self._dead_letters,
                 )
+                MESSAGES.labels(topic, outcome).inc()
                 consumer.commit_hint(message)
         except (Fenced, StaleEpoch) as exc:
             logger.warning("fenced, stepping down topic=%s reason=%s", topic, exc)
         finally:
+            LEADER.labels(topic).set(0)
             lost.set()
             if feed.is_alive():
                 feed.join(timeout=10)

@@ -24,6 +24,14 @@ from confluent_kafka import KafkaError, Message, Producer
 from broker.db import raw_connect
 from broker.events import Event
 from broker.kafka_admin import ensure_topics
+from broker.observability.metrics import (
+    OUTBOX_ERRORS,
+    OUTBOX_LAG,
+    OUTBOX_PUBLISHED,
+    OUTBOX_UNPUBLISHED,
+    RELAY_SHARDS,
+)
+from broker.observability.server import serve_worker_endpoints
 from broker.services.outbox import NOTIFY_CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -40,6 +48,14 @@ SELECT id, topic, key, event_type, payload
  ORDER BY id
  LIMIT %s
 """
+_BACKLOG = """
+SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)
+  FROM broker_outboxevent
+ WHERE published_at IS NULL
+"""
+# Ready while the loop made progress this recently (a relay stuck on a dead
+# connection stops being ready).
+READY_WITHIN_SECONDS = 15.0
 _LIVE_RELAYS = """
 SELECT count(*) FROM pg_stat_activity
  WHERE application_name = %s AND datname = current_database()
@@ -63,6 +79,8 @@ class Relay:
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
         self._stop = threading.Event()
+        self._alive_at = 0.0
+        self._producer: Producer | None = None
 
     def stop(self) -> None:
         """Called from a signal handler: only sets the flag."""
@@ -81,6 +99,8 @@ class Relay:
                 "compression.type": "lz4",
             }
         )
+        self._producer = producer
+        serve_worker_endpoints(self._ready)
         logger.info("relay started topics=%s", ",".join(self._topics))
         try:
             while not self._stop.is_set():
@@ -99,8 +119,10 @@ class Relay:
             shards: list[str] = []
             next_rebalance = 0.0
             while not self._stop.is_set():
+                self._alive_at = time.monotonic()
                 if time.monotonic() >= next_rebalance:
                     shards = self._rebalance(conn, shards)
+                    self._observe_backlog(conn)
                     next_rebalance = time.monotonic() + REBALANCE_SECONDS
                 if not shards:
                     self._wait_for_wake(conn)
@@ -108,6 +130,19 @@ class Relay:
                 published = self._publish_batch(conn, producer, shards)
                 if published < self._batch_size:
                     self._wait_for_wake(conn)
+
+    def _ready(self) -> bool:
+        """Readiness: the loop is making progress (so PostgreSQL answers) and Kafka
+        answers a metadata request."""
+        if time.monotonic() - self._alive_at > READY_WITHIN_SECONDS:
+            return False
+        self._producer.list_topics(timeout=2)
+        return True
+
+    def _observe_backlog(self, conn: psycopg.Connection) -> None:
+        unpublished, oldest_age = conn.execute(_BACKLOG).fetchone()
+        OUTBOX_UNPUBLISHED.set(unpublished)
+        OUTBOX_LAG.set(float(oldest_age))
 
     def _rebalance(self, conn: psycopg.Connection, held: list[str]) -> list[str]:
         """Take free shards up to our share; give back what is over it. Called only
@@ -137,6 +172,7 @@ class Relay:
                 logger.info(
                     "relay took shard=%s share=%s relays=%s", topic, share, live
                 )
+        RELAY_SHARDS.set(len(held))
         return held
 
     def _wait_for_wake(self, conn: psycopg.Connection) -> None:
@@ -178,6 +214,9 @@ class Relay:
         undelivered = producer.flush(30)
         if delivered:
             conn.execute(_STAMP, [delivered])
+            OUTBOX_PUBLISHED.inc(len(delivered))
+        if failures or undelivered:
+            OUTBOX_ERRORS.inc(len(failures) + undelivered)
         for outbox_id, err in failures:
             logger.error("outbox delivery failed outbox_id=%s error=%s", outbox_id, err)
         if undelivered or failures:

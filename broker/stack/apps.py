@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -51,11 +52,19 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @dataclass
 class AppProcess:
     name: str
     popen: subprocess.Popen
     log_path: Path
+    # The worker's /metrics, /healthz, /readyz port (the api serves its own).
+    metrics_port: int = 0
 
     @property
     def pid(self) -> int:
@@ -102,6 +111,9 @@ class AppLauncher:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         env = {**os.environ, **self.env, **(extra_env or {})}
+        # Several workers on one machine: each gets its own metrics port.
+        metrics = int(env.get("METRICS_PORT") or free_port())
+        env["METRICS_PORT"] = str(metrics)
         log = log_path.open("ab")
         popen = subprocess.Popen(
             argv,
@@ -112,7 +124,9 @@ class AppLauncher:
             stdin=subprocess.DEVNULL,
         )
         log.close()
-        process = AppProcess(name=name, popen=popen, log_path=log_path)
+        process = AppProcess(
+            name=name, popen=popen, log_path=log_path, metrics_port=metrics
+        )
         self.processes.append(process)
         return process
 

@@ -1,14 +1,14 @@
 """``manage.py api``: serve the REST API and admin with gunicorn (threads: most of a
 request is waiting on PostgreSQL or the exchange's quote)."""
 
+import atexit
 import os
+import shutil
 import signal
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from gunicorn.app.base import BaseApplication
-
-from broker.wsgi import application
 
 
 class _Gunicorn(BaseApplication):
@@ -21,7 +21,17 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
+        # Imported in the worker, after PROMETHEUS_MULTIPROC_DIR is set, so the
+        # metrics it registers write to the shared directory.
+        from broker.wsgi import application
+
         return application
+
+
+def _child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 class Command(BaseCommand):
@@ -34,6 +44,9 @@ class Command(BaseCommand):
         port = os.environ.get("API_PORT", "8000")
         host = os.environ.get("API_HOST", "127.0.0.1")
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if metrics_dir:  # set by manage.py; remove the workers' files on exit
+            atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
         _Gunicorn(
             {
                 "bind": bind or f"{host}:{port}",
@@ -43,5 +56,6 @@ class Command(BaseCommand):
                 "graceful_timeout": 20,
                 "accesslog": "-" if settings.DEBUG else None,
                 "loglevel": settings.LOG_LEVEL.lower(),
+                "child_exit": _child_exit,
             }
         ).run()

@@ -1,0 +1,132 @@
+"""Every metric is scraped from the running process and moves when the thing it
+counts happens; health and readiness answer on every role."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from broker.stack.apps import wait_until
+from broker.topics import all_topics
+from tests.integration.conftest import (
+    customer_on_topic,
+    place_over_http,
+    wait_for_status,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """sample name + sorted labels → value."""
+    text = requests.get(url, timeout=10).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def total(samples: dict, name: str, **labels: str) -> float:
+    return sum(
+        value
+        for (sample, sample_labels), value in samples.items()
+        if sample == name and labels.items() <= dict(sample_labels).items()
+    )
+
+
+def answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).ok
+    except requests.ConnectionError:
+        return False
+
+
+def worker_url(process, path: str = "/metrics") -> str:
+    return f"http://127.0.0.1:{process.metrics_port}{path}"
+
+
+def test_api_health_readiness_and_request_metrics(system, live_db):
+    assert requests.get(f"{system.api_url}/healthz", timeout=5).status_code == 200
+    assert requests.get(f"{system.api_url}/readyz", timeout=5).json() == {
+        "status": "ok"
+    }
+    before = scrape(f"{system.api_url}/metrics")
+    _, token = customer_on_topic(all_topics()[0])
+    place_over_http(system, token, quantity="1")
+    after = scrape(f"{system.api_url}/metrics")
+
+    name = "broker_http_requests_total"
+    labels = {"method": "POST", "route": "api/v1/trades", "status": "201"}
+    assert total(after, name, **labels) == total(before, name, **labels) + 1
+    latency = "broker_http_request_seconds_count"
+    assert total(after, latency, route="api/v1/trades") > total(
+        before, latency, route="api/v1/trades"
+    )
+
+
+def test_relay_and_executor_metrics_move_with_a_trade(system, live_db):
+    relays = [p for p in system.launcher.processes if p.name.startswith("relay")]
+    executors = list(system.executors.values())
+    for process in [*relays, *executors]:
+        # A process started by an earlier test may still be booting.
+        wait_until(
+            lambda p=process: answers(worker_url(p, "/healthz")),
+            timeout=30,
+            what=f"{process.name} live",
+        )
+        wait_until(
+            lambda p=process: answers(worker_url(p, "/readyz")),
+            timeout=30,
+            what=f"{process.name} ready",
+        )
+
+    def everything() -> list[dict]:
+        return [scrape(worker_url(p)) for p in [*relays, *executors]]
+
+    def summed(name: str, samples: list[dict], **labels: str) -> float:
+        return sum(total(s, name, **labels) for s in samples)
+
+    topic = all_topics()[2]
+    wait_until(
+        lambda: (
+            summed("broker_executor_leader", everything()) == len(all_topics())
+            and summed("broker_relay_shards_held", everything()) == len(all_topics())
+        ),
+        timeout=30,
+        what="every topic led and every shard held, per the gauges",
+    )
+    before = everything()
+    for metric in ("broker_outbox_unpublished_rows", "broker_outbox_lag_seconds"):
+        assert any((metric, ()) in s for s in before), metric
+
+    _, token = customer_on_topic(topic)
+    trade = place_over_http(system, token, quantity="1")
+    wait_for_status(system, token, trade["id"], "filled")
+
+    def moved() -> bool:
+        after = everything()
+        return (
+            summed("broker_outbox_published_total", after)
+            > summed("broker_outbox_published_total", before)
+            and summed("broker_executor_messages_total", after, topic=topic)
+            > summed("broker_executor_messages_total", before, topic=topic)
+            and summed(
+                "broker_exchange_request_seconds_count", after, operation="place"
+            )
+            > summed("broker_exchange_request_seconds_count", before, operation="place")
+        )
+
+    wait_until(moved, timeout=30, what="relay and executor counters to move")
+    assert summed("broker_executor_epoch", everything(), topic=topic) > 0
+    wait_until(
+        lambda: any(
+            name == "broker_executor_consumer_lag"
+            and dict(labels).get("topic") == topic
+            for s in everything()
+            for (name, labels) in s
+        ),
+        timeout=30,
+        what="the consumer lag gauge of the topic",
+    )
