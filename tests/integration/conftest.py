@@ -5,7 +5,6 @@ database), Kafka, ZooKeeper from the local stack, and the project's own processe
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,17 +15,11 @@ from django.conf import settings
 from kazoo.client import KazooClient
 
 from broker.models import Customer, TopicLeader
-from broker.stack.apps import AppLauncher, AppProcess, wait_until
+from broker.stack.apps import AppLauncher, AppProcess, free_port, wait_until
 from broker.topics import all_topics, dead_letter_topic, topic_for_customer
 from tests.factories import make_customer
 
 EXECUTORS = ("executor-1", "executor-2", "executor-3")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
