@@ -52,6 +52,7 @@ class Command(BaseCommand):
         parser.add_argument("--customers", type=int, default=6)
         parser.add_argument("--trades-per-customer", type=int, default=5)
         parser.add_argument("--executors", type=int, default=3)
+        parser.add_argument("--relays", type=int, default=2)
         parser.add_argument("--timeout", type=float, default=120.0)
 
     def handle(self, *args, **options) -> None:
@@ -74,7 +75,13 @@ class Command(BaseCommand):
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            self._start(launcher, exchange_url, api_port, options["executors"])
+            self._start(
+                launcher,
+                exchange_url,
+                api_port,
+                executors=options["executors"],
+                relays=options["relays"],
+            )
             api_url = f"http://127.0.0.1:{api_port}"
             password = self._admin_login()
             tokens = self._customers(options["customers"])
@@ -111,13 +118,25 @@ class Command(BaseCommand):
             launcher.stop_all()
 
     def _start(
-        self, launcher: AppLauncher, exchange_url: str, api_port: int, executors: int
+        self,
+        launcher: AppLauncher,
+        exchange_url: str,
+        api_port: int,
+        *,
+        executors: int,
+        relays: int,
     ) -> None:
-        self.stdout.write("Starting exchange_mock, relay, executors, api...")
+        self.stdout.write(
+            f"Starting exchange_mock, {relays} relays, {executors} executors, "
+            "celery worker and beat, api..."
+        )
         launcher.start_exchange(
             exchange_url, store=settings.BASE_DIR / ".stack" / "exchange.sqlite3"
         )
-        launcher.start_relay()
+        for index in range(1, relays + 1):
+            launcher.start_relay(name=f"relay-{index}")
+        launcher.manage("celery-worker", "celery_worker")
+        launcher.manage("celery-beat", "celery_beat")
         names = [f"executor-{index}" for index in range(1, executors + 1)]
         for name in names:
             launcher.start_executor(name)
