@@ -12,12 +12,13 @@ WITH_ENV := set -a && source .stack/env && set +a &&
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install up down status migrate demo test lint format
+.PHONY: help install up down status migrate demo test chaos lint format
 
 help:
 	@echo "make demo [ARGS=--exit]  run the whole system and place demo trades"
 	@echo "make test                lint + the whole test suite (starts what it needs)"
 	@echo "make up | down | status  the local stack (PostgreSQL, ZooKeeper, Kafka, Redis)"
+	@echo "make chaos               every fault scenario with full load (tests/chaos)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +59,16 @@ test: install
 	@started=$$(mktemp); \
 	$(STACK) up --record "$$started" && \
 	( $(WITH_ENV) $(MAKE) --no-print-directory lint && $(VENV)/bin/pytest $(PYTEST_ARGS) ); \
+	rc=$$?; \
+	$(STACK) down --only-from "$$started"; \
+	rm -f "$$started"; \
+	exit $$rc
+
+# The whole chaos suite with full load; `make test` runs its CI-sized subset.
+chaos: install
+	@started=$$(mktemp); \
+	$(STACK) up --record "$$started" && \
+	( $(WITH_ENV) CHAOS_FULL=1 $(VENV)/bin/pytest tests/chaos -s $(PYTEST_ARGS) ); \
 	rc=$$?; \
 	$(STACK) down --only-from "$$started"; \
 	rm -f "$$started"; \
