@@ -5,6 +5,7 @@ PostgreSQL, which move only in the same transaction as the work."""
 from __future__ import annotations
 
 import logging
+import threading
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
@@ -89,6 +90,16 @@ class TopicConsumer:
         except Exception:
             logger.debug("offset hint commit failed", exc_info=True)
 
-    def close(self) -> None:
-        # No group membership (assign mode), so close() has no rebalance to wait on.
-        self._consumer.close()
+    def close(self, timeout: float = 5.0) -> None:
+        """Close within ``timeout``: librdkafka's close can wait on an unreachable
+        broker, and a leader stepping down must not hang on it (its successor
+        does not need anything from this consumer: offsets are in PostgreSQL)."""
+        closer = threading.Thread(
+            target=self._consumer.close, name=f"close-{self.topic}", daemon=True
+        )
+        closer.start()
+        closer.join(timeout)
+        if closer.is_alive():
+            logger.warning(
+                "consumer close abandoned after %ss topic=%s", timeout, self.topic
+            )

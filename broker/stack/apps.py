@@ -137,8 +137,10 @@ class AppLauncher:
             name, [sys.executable, "manage.py", *args], extra_env=extra_env
         )
 
-    def start_exchange(self, url: str, store: Path | None = None) -> AppProcess:
-        extra = {"EXCHANGE_URL": url}
+    def start_exchange(
+        self, url: str, store: Path | None = None, extra_env: dict | None = None
+    ) -> AppProcess:
+        extra = {"EXCHANGE_URL": url, **(extra_env or {})}
         if store is not None:
             extra["EXCHANGE_STORE"] = str(store)
         process = self.start(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import requests
@@ -28,6 +29,17 @@ class RunningSystem:
     api_url: str
     exchange_url: str
     executors: dict[str, AppProcess]
+    exchange_store: Path
+
+    def restart_exchange(self, **env: str) -> None:
+        """Stop exchange_mock and start it again on the same store and address
+        (its orders, feeds and epochs survive), with ``env`` overrides."""
+        old = next(p for p in self.launcher.processes if p.name == "exchange_mock")
+        assert old.stop() == 0
+        self.launcher.processes.remove(old)
+        self.launcher.start_exchange(
+            self.exchange_url, store=self.exchange_store, extra_env=env
+        )
 
     def session(self, token: str) -> requests.Session:
         session = requests.Session()
@@ -120,11 +132,10 @@ def system(
         api_url=f"http://127.0.0.1:{api_port}",
         exchange_url=exchange_url,
         executors={},
+        exchange_store=tmp_path_factory.mktemp("exchange") / "store.sqlite3",
     )
     try:
-        launcher.start_exchange(
-            exchange_url, store=tmp_path_factory.mktemp("exchange") / "store.sqlite3"
-        )
+        launcher.start_exchange(exchange_url, store=running.exchange_store)
         launcher.start_relay()
         for name in EXECUTORS:
             running.start_executor(name)

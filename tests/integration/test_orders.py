@@ -8,6 +8,7 @@ import threading
 from decimal import Decimal
 
 import pytest
+import requests
 
 from broker.audit import ledger_discrepancies
 from broker.models import Account, Execution, Position
@@ -114,12 +115,16 @@ def test_ioc_fills_what_it_can_and_cancels_the_rest(system, live_db):
         limit_price="40.00",
         time_in_force="ioc",
     )
+    market = place(system, token, symbol="NFLX", quantity="10", time_in_force="ioc")
+    wait_for_status(system, token, market["id"], "canceled")
     system.set_quote("NFLX", size=1000)
 
     done = wait_for_status(system, token, partial["id"], "canceled")
     assert Decimal(done["filled_quantity"]) == 3
     none = wait_for_status(system, token, nothing["id"], "canceled")
     assert none["fills"] == []
+    rest = wait_for_status(system, token, market["id"], "canceled")
+    assert Decimal(rest["filled_quantity"]) == 3
     assert Account.objects.get(customer=customer).reserved_cash == 0
     books_balance(customer)
 
@@ -258,4 +263,52 @@ def test_buy_then_sell_round_trip(system, live_db):
     account = Account.objects.get(customer=customer)
     # Bought at the ask, sold at the bid: the spread is the only cost.
     assert Decimal("9990.00") < account.cash < Decimal("10000.00")
+    books_balance(customer)
+
+
+def test_day_orders_expire_at_the_close_of_the_accelerated_clock(system, live_db):
+    """The exchange restarts (orders kept) on a clock 20 s before a Friday's close;
+    at the close its day orders expire and the feed brings that to the trade."""
+    customer, token = customer_on_topic(all_topics()[2])
+    system.restart_exchange(
+        EXCHANGE_ALWAYS_OPEN="0",
+        EXCHANGE_CLOCK_START="2026-11-20T15:59:40+00:00",
+        EXCHANGE_CLOCK_SPEED="1",
+    )
+    try:
+        system.set_quote("AAPL", last="200.00", size=1000)
+        day = place(
+            system,
+            token,
+            symbol="AAPL",
+            type="limit",
+            quantity="1",
+            limit_price="150.00",
+            time_in_force="day",
+        )
+        gtc = place(
+            system,
+            token,
+            symbol="AAPL",
+            type="limit",
+            quantity="1",
+            limit_price="150.00",
+            time_in_force="gtc",
+        )
+        wait_for_status(system, token, gtc["id"], "submitted")
+        expired = wait_for_status(system, token, day["id"], "expired", timeout=60)
+        assert expired["fills"] == []
+        clock = requests.get(f"{system.exchange_url}/clock", timeout=5).json()
+        assert clock["is_open"] is False
+    finally:
+        system.restart_exchange()
+    still = (
+        system.session(token)
+        .get(f"{system.api_url}/api/v1/trades/{gtc['id']}", timeout=10)
+        .json()
+    )
+    assert still["status"] == "submitted"
+    cancel(system, token, gtc["id"])
+    wait_for_status(system, token, gtc["id"], "canceled")
+    assert Account.objects.get(customer=customer).reserved_cash == 0
     books_balance(customer)
