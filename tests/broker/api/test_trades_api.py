@@ -171,3 +171,15 @@ def test_trade_detail_includes_its_fills_and_prices_are_strings():
     assert body["fills"] == []
     assert isinstance(body["quantity"], str)
     assert Decimal(body["quantity"]) == 10
+
+
+def test_openapi_schema_and_docs_are_served_without_a_token():
+    schema = client_for(None).get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert schema.status_code == 200
+    body = schema.json()
+    assert body["openapi"].startswith("3.")
+    assert "/api/v1/trades" in body["paths"]
+    assert "bearerAuth" in body["components"]["securitySchemes"]
+    docs = client_for(None).get("/api/docs/")
+    assert docs.status_code == 200
+    assert b"swagger" in docs.content.lower()
