@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from exchange_mock import admin, routes
+from exchange_mock import admin, metrics, routes
 from exchange_mock.engine import Exchange
 from exchange_mock.faults import FaultPlan, Faults
 from exchange_mock.logfmt import kv, log_event
@@ -115,6 +115,14 @@ class ExchangeRequestHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self.body = b""
+        if self.command == "GET" and urlsplit(self.path).path == "/metrics":
+            # Scrapes are never subject to injected faults.
+            self._send_bytes(
+                200,
+                metrics.render(self.exchange, self.server.faults),
+                metrics.CONTENT_TYPE,
+            )
+            return
         plan = self.server.faults.plan(urlsplit(self.path).path)
         if plan.refuse:
             # Before the body is read and anything is done: to the client this
@@ -242,7 +250,18 @@ class ExchangeRequestHandler(BaseHTTPRequestHandler):
         content_type: str,
         headers: dict[str, str],
     ) -> None:
-        body = json.dumps(payload).encode("utf-8")
+        self._send_bytes(
+            status, json.dumps(payload).encode("utf-8"), content_type, headers
+        )
+
+    def _send_bytes(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        headers = headers or {}
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))

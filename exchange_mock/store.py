@@ -262,6 +262,19 @@ class OrderStore:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM orders").fetchone()[0])
 
+    def counts_by_status(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT status, COUNT(*) FROM orders GROUP BY status"
+            ).fetchall()
+        return {status: int(count) for status, count in rows}
+
+    def execution_count(self) -> int:
+        with self._lock:
+            return int(
+                self._conn.execute("SELECT COUNT(*) FROM executions").fetchone()[0]
+            )
+
     # --- report feeds ---
 
     def _append_reports(

@@ -130,3 +130,25 @@ def test_relay_and_executor_metrics_move_with_a_trade(system, live_db):
         timeout=30,
         what="the consumer lag gauge of the topic",
     )
+
+
+def test_exchange_metrics_count_orders_fills_and_injected_faults(system, live_db):
+    url = f"{system.exchange_url}/metrics"
+    before = scrape(url)
+    _, token = customer_on_topic(all_topics()[1])
+    trade = place_over_http(system, token, quantity="1")
+    wait_for_status(system, token, trade["id"], "filled")
+    system.exchange_admin("faults", {"error_rate": 1.0, "paths": ["/symbols"]})
+    try:
+        refused = requests.get(f"{system.exchange_url}/symbols", timeout=5)
+        assert refused.status_code == 503
+        after = scrape(url)  # (configuring faults again resets their counters)
+    finally:
+        system.exchange_admin("faults", {})
+    assert total(after, "exchange_orders_total", status="filled") > total(
+        before, "exchange_orders_total", status="filled"
+    )
+    assert total(after, "exchange_executions_total") > total(
+        before, "exchange_executions_total"
+    )
+    assert total(after, "exchange_injected_faults_total") >= 1
