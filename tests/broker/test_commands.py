@@ -1,0 +1,58 @@
+import io
+import json
+from decimal import Decimal
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from broker.models import OutboxEvent, Trade
+from broker.services.leadership import topic_leader_claim
+from broker.services.placement import trade_place
+from broker.topics import all_topics
+from tests.factories import fixed_price, make_customer
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def test_create_customer_prints_its_id_and_a_working_token():
+    line = json.loads(run("create_customer", "cli-alice", "--cash", "250.00"))
+    assert set(line) == {"customer_id", "token"}
+    with pytest.raises(CommandError, match="taken"):
+        run("create_customer", "cli-alice", "--cash", "1")
+    with pytest.raises(CommandError):
+        run("create_customer", "cli-bob", "--cash", "-5")
+
+
+def test_reconcile_enqueues_for_submitted_trades_only():
+    customer, _ = make_customer("5000.00")
+    trade = trade_place(
+        customer=customer,
+        symbol="AAPL",
+        side="buy",
+        quantity=Decimal("1"),
+        order_type="market",
+        price_source=fixed_price("10"),
+    )
+    assert "nothing to reconcile" in run("reconcile", str(trade.id))
+    Trade.objects.filter(id=trade.id).update(
+        status="submitted", submitted_at=trade.created_at
+    )
+    assert "reconcile requested" in run("reconcile", str(trade.id))
+    assert OutboxEvent.objects.filter(
+        event_type="trade.reconcile_requested", payload__trade_id=str(trade.id)
+    ).exists()
+    with pytest.raises(CommandError):
+        run("reconcile", "not-a-uuid")
+
+
+def test_leadership_lists_every_topic_with_its_fence():
+    topic_leader_claim(topic=all_topics()[0], epoch=77, holder="executor-x")
+    output = run("leadership")
+    assert all(topic in output for topic in all_topics())
+    assert "executor-x epoch 77" in output
