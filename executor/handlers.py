@@ -225,11 +225,7 @@ def _handle_trade_placed(
             _store_offset(position)
             return
         if trade.status == Status.PENDING_CANCEL and trade.submitted_at is None:
-            # Canceled before it was ever sent: nothing to ask the exchange.
-            trade_finish_unsent(
-                trade_id=trade_id, to_status=Status.CANCELED, epoch=fence.epoch
-            )
-            _done(position, fence, trade_id, "none", "canceled before sending")
+            _cancel_unsent(trade_id, position, fence)
             return
         uncertain = trade.status != Status.ACCEPTED
         if not uncertain:
@@ -242,14 +238,89 @@ def _handle_trade_placed(
         finally:
             uncertain = True  # after any attempt, an error leaves the outcome unknown
 
+    _exchange_then_settle(send, trade_id, "place_order", position, fence, retry)
+
+
+def _handle_reconcile_requested(
+    trade_id: uuid.UUID,
+    *,
+    position: MessagePosition,
+    fence: Fence,
+    exchange: ExchangeClient,
+    retry: RetryPolicy,
+) -> None:
+    """Catch a trade up with the exchange's record of it (operations or the stuck
+    trade job asked). A trade not yet sent is left to its placement event."""
+    with fence.transaction():
+        trade = Trade.objects.filter(id=trade_id).first()
+        if trade is None or trade.status in TERMINAL or trade.submitted_at is None:
+            _store_offset(position)
+            return
+    _exchange_then_settle(
+        lambda: _send_order(trade, exchange=exchange, uncertain=True),
+        trade_id,
+        "reconcile",
+        position,
+        fence,
+        retry,
+    )
+
+
+def _handle_cancel_requested(
+    trade_id: uuid.UUID,
+    *,
+    position: MessagePosition,
+    fence: Fence,
+    exchange: ExchangeClient,
+    retry: RetryPolicy,
+) -> None:
+    with fence.transaction():
+        trade = Trade.objects.filter(id=trade_id).first()
+        if trade is None or trade.status != Status.PENDING_CANCEL:
+            # Terminal already (a fill won, or the placement handled the cancel).
+            _store_offset(position)
+            return
+        if trade.submitted_at is None:
+            _cancel_unsent(trade_id, position, fence)
+            return
+    # None from the exchange: it never took the order, nothing can fill it now.
+    _exchange_then_settle(
+        lambda: exchange.cancel_order(trade.exchange_client_order_id),
+        trade_id,
+        "cancel_order",
+        position,
+        fence,
+        retry,
+    )
+
+
+def _cancel_unsent(trade_id: uuid.UUID, position: MessagePosition, fence: Fence):
+    """Canceled before it was ever sent: nothing to ask the exchange. Runs inside
+    the caller's fenced transaction."""
+    trade_finish_unsent(trade_id=trade_id, to_status=Status.CANCELED, epoch=fence.epoch)
+    _done(position, fence, trade_id, "none", "canceled before sending")
+
+
+def _exchange_then_settle(
+    call: Callable[[], ExchangeOrder | None],
+    trade_id: uuid.UUID,
+    action: str,
+    position: MessagePosition,
+    fence: Fence,
+    retry: RetryPolicy,
+) -> None:
+    """Get the exchange's answer (retrying outages), then book it and store the
+    offset in one fenced transaction. A definitive refusal rejects the trade; no
+    order at the exchange (None) cancels it."""
     try:
-        order = _with_retry(send, fence=fence, retry=retry, trade_id=trade_id)
+        order = _with_retry(call, fence=fence, retry=retry, trade_id=trade_id)
     except StaleEpoch:
         raise
     except ExchangeRefused as exc:
         logger.warning(
-            "exchange refused trade=%s code=%s detail=%s",
+            "exchange refused trade=%s action=%s code=%s detail=%s",
             trade_id,
+            action,
             exc.code,
             exc.detail,
         )
@@ -260,9 +331,8 @@ def _handle_trade_placed(
                 reason=exc.code,
                 epoch=fence.epoch,
             )
-            _done(position, fence, trade_id, "place_order", f"refused: {exc.code}")
+            _done(position, fence, trade_id, action, f"refused: {exc.code}")
         return
-
     with fence.transaction():
         if order is None:
             settled = trade_finish_unsent(
@@ -272,10 +342,11 @@ def _handle_trade_placed(
             settled = trade_apply_order(
                 trade_id=trade_id, order=order, epoch=fence.epoch
             )
-        _done(position, fence, trade_id, "place_order", settled.status, order)
+        _done(position, fence, trade_id, action, settled.status, order)
     logger.info(
-        "trade handled trade=%s status=%s topic=%s epoch=%s",
+        "trade settled trade=%s action=%s status=%s topic=%s epoch=%s",
         trade_id,
+        action,
         settled.status,
         fence.topic,
         fence.epoch,
@@ -301,106 +372,6 @@ def _send_order(
         time_in_force=trade.time_in_force,
         limit_price=trade.limit_price,
         collar_price=trade.collar_price,
-    )
-
-
-def _handle_reconcile_requested(
-    trade_id: uuid.UUID,
-    *,
-    position: MessagePosition,
-    fence: Fence,
-    exchange: ExchangeClient,
-    retry: RetryPolicy,
-) -> None:
-    """Catch a trade up with the exchange's record of it (operations or the stuck
-    trade job asked). A trade not yet sent is left to its placement event."""
-    with fence.transaction():
-        trade = Trade.objects.filter(id=trade_id).first()
-        if trade is None or trade.status in TERMINAL or trade.submitted_at is None:
-            _store_offset(position)
-            return
-    try:
-        order = _with_retry(
-            lambda: _send_order(trade, exchange=exchange, uncertain=True),
-            fence=fence,
-            retry=retry,
-            trade_id=trade_id,
-        )
-    except StaleEpoch:
-        raise
-    except ExchangeRefused as exc:
-        with fence.transaction():
-            trade_finish_unsent(
-                trade_id=trade_id,
-                to_status=Status.REJECTED,
-                reason=exc.code,
-                epoch=fence.epoch,
-            )
-            _done(position, fence, trade_id, "reconcile", f"refused: {exc.code}")
-        return
-    with fence.transaction():
-        if order is None:
-            settled = trade_finish_unsent(
-                trade_id=trade_id, to_status=Status.CANCELED, epoch=fence.epoch
-            )
-        else:
-            settled = trade_apply_order(
-                trade_id=trade_id, order=order, epoch=fence.epoch
-            )
-        _done(position, fence, trade_id, "reconcile", settled.status, order)
-    logger.info(
-        "trade reconciled trade=%s status=%s topic=%s epoch=%s",
-        trade_id,
-        settled.status,
-        fence.topic,
-        fence.epoch,
-    )
-
-
-def _handle_cancel_requested(
-    trade_id: uuid.UUID,
-    *,
-    position: MessagePosition,
-    fence: Fence,
-    exchange: ExchangeClient,
-    retry: RetryPolicy,
-) -> None:
-    with fence.transaction():
-        trade = Trade.objects.filter(id=trade_id).first()
-        if trade is None or trade.status != Status.PENDING_CANCEL:
-            # Terminal already (a fill won, or the placement handled the cancel).
-            _store_offset(position)
-            return
-        if trade.submitted_at is None:
-            trade_finish_unsent(
-                trade_id=trade_id, to_status=Status.CANCELED, epoch=fence.epoch
-            )
-            _done(position, fence, trade_id, "none", "canceled before sending")
-            return
-
-    order = _with_retry(
-        lambda: exchange.cancel_order(trade.exchange_client_order_id),
-        fence=fence,
-        retry=retry,
-        trade_id=trade_id,
-    )
-    with fence.transaction():
-        if order is None:
-            # The exchange never took the order: nothing can fill it now.
-            settled = trade_finish_unsent(
-                trade_id=trade_id, to_status=Status.CANCELED, epoch=fence.epoch
-            )
-        else:
-            settled = trade_apply_order(
-                trade_id=trade_id, order=order, epoch=fence.epoch
-            )
-        _done(position, fence, trade_id, "cancel_order", settled.status, order)
-    logger.info(
-        "cancel handled trade=%s status=%s topic=%s epoch=%s",
-        trade_id,
-        settled.status,
-        fence.topic,
-        fence.epoch,
     )
 
 

@@ -8,8 +8,8 @@ import logging
 from django.db import transaction
 
 from broker.errors import TradeNotCancelable, TradeNotFound
-from broker.models import Account, Customer, Trade, TradeEvent
-from broker.services.outbox import outbox_enqueue
+from broker.models import Account, Customer, Trade
+from broker.services.outbox import outbox_enqueue_for_trade
 from broker.services.transitions import CANCELABLE, trade_transition
 
 logger = logging.getLogger(__name__)
@@ -44,19 +44,8 @@ def trade_request_cancel(
             to_status=Trade.Status.PENDING_CANCEL,
             detail={"requested_by": requested_by},
         )
-        event = outbox_enqueue(
-            customer_id=customer.pk,
-            event_type="trade.cancel_requested",
-            payload={"trade_id": str(trade.id), "customer_id": customer.pk},
-        )
-        TradeEvent.objects.create(
-            trade=trade,
-            kind="outbox",
-            detail={
-                "outbox_id": event.pk,
-                "event_type": event.event_type,
-                "topic": event.topic,
-            },
+        outbox_enqueue_for_trade(
+            trade=trade, customer_id=customer.pk, event_type="trade.cancel_requested"
         )
         trade.refresh_from_db()
     logger.info("cancel requested trade=%s customer=%s", trade.id, customer.pk)
@@ -68,21 +57,9 @@ def trade_request_reconcile(*, trade: Trade, requested_by: str) -> None:
     catch it up. It travels the same outbox and topic as the trade's other events:
     only the leader writes trades."""
     with transaction.atomic():
-        event = outbox_enqueue(
+        outbox_enqueue_for_trade(
+            trade=trade,
             customer_id=trade.account.customer_id,
             event_type="trade.reconcile_requested",
-            payload={
-                "trade_id": str(trade.id),
-                "customer_id": trade.account.customer_id,
-            },
-        )
-        TradeEvent.objects.create(
-            trade=trade,
-            kind="outbox",
-            detail={
-                "outbox_id": event.pk,
-                "event_type": event.event_type,
-                "topic": event.topic,
-                "requested_by": requested_by,
-            },
+            requested_by=requested_by,
         )

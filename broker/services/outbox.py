@@ -7,7 +7,7 @@ import logging
 
 from django.db import connection, transaction
 
-from broker.models import OutboxEvent
+from broker.models import OutboxEvent, Trade, TradeEvent
 from broker.topics import topic_for_customer
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,29 @@ def outbox_enqueue(*, customer_id: int, event_type: str, payload: dict) -> Outbo
         payload=payload,
     )
     transaction.on_commit(_wake_relay)
+    return event
+
+
+def outbox_enqueue_for_trade(
+    *, trade: Trade, customer_id: int, event_type: str, **detail: object
+) -> OutboxEvent:
+    """A trade event for the customer's topic, and its line on the trade's timeline.
+    Must run inside the transaction of the change it announces."""
+    event = outbox_enqueue(
+        customer_id=customer_id,
+        event_type=event_type,
+        payload={"trade_id": str(trade.id), "customer_id": customer_id},
+    )
+    TradeEvent.objects.create(
+        trade=trade,
+        kind="outbox",
+        detail={
+            "outbox_id": event.pk,
+            "event_type": event.event_type,
+            "topic": event.topic,
+            **detail,
+        },
+    )
     return event
 
 

@@ -18,7 +18,7 @@ from broker.errors import (
 )
 from broker.models import Account, Customer, LedgerEntry, Position, Trade, TradeEvent
 from broker.services.ledger import Posting, ledger_post
-from broker.services.outbox import outbox_enqueue
+from broker.services.outbox import outbox_enqueue_for_trade
 
 logger = logging.getLogger(__name__)
 
@@ -139,19 +139,8 @@ def trade_place(
             postings=hold_postings,
             trade=trade,
         )
-        event = outbox_enqueue(
-            customer_id=customer.pk,
-            event_type="trade.placed",
-            payload={"trade_id": str(trade.id), "customer_id": customer.pk},
-        )
-        TradeEvent.objects.create(
-            trade=trade,
-            kind="outbox",
-            detail={
-                "outbox_id": event.pk,
-                "event_type": event.event_type,
-                "topic": event.topic,
-            },
+        outbox_enqueue_for_trade(
+            trade=trade, customer_id=customer.pk, event_type="trade.placed"
         )
     logger.info(
         "trade accepted trade=%s customer=%s %s %s %s",
