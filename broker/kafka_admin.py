@@ -6,21 +6,36 @@ import logging
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
 
 def ensure_topics(
-    bootstrap_servers: str, topics: list[str], *, partitions: int, timeout: float = 30
+    bootstrap_servers: str,
+    topics: list[str],
+    *,
+    partitions: int,
+    replication_factor: int | None = None,
+    timeout: float = 30,
 ) -> None:
-    """Create the topics that do not exist yet; existing ones are left as they are."""
+    """Create the topics that do not exist yet; existing ones are left as they are.
+    ``replication_factor`` defaults to KAFKA_TOPIC_REPLICATION_FACTOR (-1: the
+    broker's default)."""
+    if replication_factor is None:
+        replication_factor = settings.KAFKA_TOPIC_REPLICATION_FACTOR
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [t for t in topics if t not in existing]
     if not missing:
         return
     futures = admin.create_topics(
-        [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing],
+        [
+            NewTopic(
+                t, num_partitions=partitions, replication_factor=replication_factor
+            )
+            for t in missing
+        ],
         operation_timeout=timeout,
         request_timeout=timeout,
     )

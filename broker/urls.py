@@ -2,12 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from broker.observability import views as observability
-
 urlpatterns = [
-    path("healthz", observability.healthz, name="healthz"),
-    path("readyz", observability.readyz, name="readyz"),
-    path("metrics", observability.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("broker.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -22,3 +22,25 @@ class RequestMetricsMiddleware:
         )
         HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
         return response
+
+
+class HealthEndpointsMiddleware:
+    """Answer /healthz, /readyz and /metrics before anything looks at the Host
+    header: kubelet probes and Prometheus address the pod by its IP, which is not
+    (and should not be) in ALLOWED_HOSTS."""
+
+    def __init__(self, get_response) -> None:
+        from broker.observability import views
+
+        self.get_response = get_response
+        self._endpoints = {
+            "/healthz": views.healthz,
+            "/readyz": views.readyz,
+            "/metrics": views.metrics,
+        }
+
+    def __call__(self, request):
+        endpoint = self._endpoints.get(request.path_info)
+        if endpoint is not None and request.method in ("GET", "HEAD"):
+            return endpoint(request)
+        return self.get_response(request)

@@ -69,3 +69,21 @@ def serve_worker_endpoints(
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     logger.info("metrics endpoint listening port=%s", server.server_address[1])
     return server
+
+
+def celery_ready() -> bool:
+    """Readiness of a celery worker or beat: its broker (Redis) and PostgreSQL
+    answer."""
+    from django.db import connection
+
+    from broker.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+    try:
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        connection.close()
+    return True

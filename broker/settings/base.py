@@ -28,6 +28,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "broker.observability.middleware.HealthEndpointsMiddleware",
     "broker.observability.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -133,6 +134,9 @@ BUY_COLLAR = Decimal(env.str("BUY_COLLAR", default="0.05"))
 TRADE_TOPICS = env.int("TRADE_TOPICS", default=4)
 TRADE_TOPIC_PREFIX = env("TRADE_TOPIC_PREFIX", default="trades")
 TRADE_TOPIC_PARTITIONS = env.int("TRADE_TOPIC_PARTITIONS", default=1)
+# Replication of the topics the relay/executor create when missing; -1 takes the
+# broker's default (production: 3, or topics declared by the platform).
+KAFKA_TOPIC_REPLICATION_FACTOR = env.int("KAFKA_TOPIC_REPLICATION_FACTOR", default=1)
 
 # --- External services -------------------------------------------------------
 KAFKA_BOOTSTRAP_SERVERS = env("KAFKA_BOOTSTRAP_SERVERS", default="127.0.0.1:59092")

@@ -57,5 +57,7 @@ class Command(BaseCommand):
                 "accesslog": "-" if settings.DEBUG else None,
                 "loglevel": settings.LOG_LEVEL.lower(),
                 "child_exit": _child_exit,
+                # The control socket lives under $HOME: not on a read-only root.
+                "control_socket_disable": True,
             }
         ).run()

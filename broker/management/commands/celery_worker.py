@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from broker.celery import app
+from broker.observability.server import celery_ready, serve_worker_endpoints
 
 
 class Command(BaseCommand):
@@ -13,6 +14,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options) -> None:
+        serve_worker_endpoints(celery_ready)
         # What app.worker_main() runs, keeping the worker's exit code.
         code = app.start(
             argv=[

@@ -122,12 +122,25 @@ def test_failure_after_the_trade_insert_leaves_nothing_behind():
 
 def test_concurrent_buys_never_overspend(live_db):
     """20 real threads, each with its own PostgreSQL connection, race to buy on one
-    account that can afford exactly 7 of the orders."""
-    customer, _ = make_customer("7350.00")  # 7 x (10 x 105.00)
+    account that can afford exactly 7 of the orders.
+
+    Limit orders far below the market: if executors of an integration test are
+    running in the same session they send these to the exchange, where they rest
+    and keep their holds (a settled or rejected order would free money mid-race)."""
+    customer, _ = make_customer("7350.00")  # 7 x (1000 x 1.05)
 
     def attempt(_):
         try:
-            place(customer, quantity="10", price="100.00")
+            trade_place(
+                customer=customer,
+                symbol="AAPL",
+                side="buy",
+                quantity=Decimal("1000"),
+                order_type="limit",
+                limit_price=Decimal("1.05"),
+                time_in_force="gtc",
+                price_source=fixed_price("100.00"),
+            )
             return "accepted"
         except InsufficientBuyingPower:
             return "refused"

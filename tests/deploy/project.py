@@ -1,0 +1,277 @@
+"""Facts about the repository the deploy tests check the deployment files against:
+the manage.py commands, the required production settings, the environment variable
+names the code reads, the Dockerfile, and the rendered Kubernetes overlays."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import django
+import yaml
+from django.core.management import find_commands
+
+from tests.deploy import kustomize
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "k8s"
+OVERLAYS = ("local", "prod")
+COMPOSE_FILE = REPO / "docker-compose.yml"
+DOCKERFILE = REPO / "Dockerfile"
+DOCKERIGNORE = REPO / ".dockerignore"
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
+
+# The pods that run the project's image carry this label (k8s/base).
+APP_LABEL = ("app.kubernetes.io/name", "trade-execution-backend")
+COMPONENT_LABEL = "app.kubernetes.io/component"
+APP_UID = 10001
+# The image's name in k8s/base (the overlays' `images:` rename and tag it).
+BASE_IMAGE_NAME = "trade-execution-backend"
+
+# manage.py commands run by hand (operations: `kubectl exec deploy/api -- python
+# manage.py <command>`), never deployed as a role.
+ONE_SHOT_COMMANDS = {"audit", "create_customer", "demo", "leadership", "reconcile"}
+# The deployed roles (as manage.py commands, plus the exchange simulator).
+LONG_RUNNING_ROLES = {
+    "api",
+    "relay",
+    "executor",
+    "celery_worker",
+    "celery_beat",
+    "exchange_mock",
+}
+EXCHANGE_MOCK_ARGV = ["python", "-m", "exchange_mock"]
+
+
+# --- manage.py commands
+
+
+def custom_commands() -> set[str]:
+    return set(find_commands(str(REPO / "broker" / "management")))
+
+
+def manage_commands() -> set[str]:
+    """Every command ``python manage.py`` knows with the project's INSTALLED_APPS
+    (without configuring Django: the apps' management folders are read directly)."""
+    django_dir = Path(django.__file__).parent
+    commands = custom_commands()
+    commands |= set(find_commands(str(django_dir / "core" / "management")))
+    for app in ("staticfiles", "auth", "contenttypes", "sessions"):
+        commands |= set(find_commands(str(django_dir / "contrib" / app / "management")))
+    return commands
+
+
+def role_of(argv: list[str]) -> str:
+    """``python manage.py <command> ...`` → the command; ``python -m exchange_mock``
+    → exchange_mock."""
+    if argv[:3] == EXCHANGE_MOCK_ARGV:
+        return "exchange_mock"
+    if argv[:2] == ["python", "manage.py"] and len(argv) > 2:
+        return argv[2]
+    raise AssertionError(f"not a command of this project: {argv}")
+
+
+# --- settings and code
+
+
+def required_production_env() -> tuple[str, ...]:
+    """``_REQUIRED`` of broker/settings/production.py (what production refuses to
+    start without)."""
+    tree = ast.parse((REPO / "broker" / "settings" / "production.py").read_text())
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Assign)
+            and any(
+                isinstance(t, ast.Name) and t.id == "_REQUIRED" for t in node.targets
+            )
+            and isinstance(node.value, ast.Tuple | ast.List)
+        ):
+            return tuple(ast.literal_eval(node.value))
+    raise AssertionError("broker/settings/production.py: no _REQUIRED tuple")
+
+
+@functools.cache
+def code_string_literals() -> frozenset[str]:
+    """Every string constant in the project's code: an environment variable the
+    deployment sets must be one of them (a typo would be silently ignored)."""
+    files = [REPO / "manage.py"]
+    for package in ("broker", "executor", "exchange_mock"):
+        files.extend((REPO / package).rglob("*.py"))
+    found: set[str] = set()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                found.add(node.value)
+    return frozenset(found)
+
+
+# --- Dockerfile
+
+
+@dataclass
+class Stage:
+    base: str
+    alias: str | None
+    instructions: list[dict[str, Any]]
+
+    def all(self, instruction: str) -> list[str]:
+        return [
+            i["value"] for i in self.instructions if i["instruction"] == instruction
+        ]
+
+    def last(self, instruction: str) -> str | None:
+        values = self.all(instruction)
+        return values[-1] if values else None
+
+
+@functools.cache
+def dockerfile_stages() -> tuple[Stage, ...]:
+    from dockerfile_parse import DockerfileParser
+
+    parser = DockerfileParser(path=str(DOCKERFILE))
+    stages: list[Stage] = []
+    for instruction in parser.structure:
+        if instruction["instruction"] == "FROM":
+            words = instruction["value"].split()
+            alias = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
+            stages.append(Stage(base=words[0], alias=alias, instructions=[]))
+        elif stages:
+            stages[-1].instructions.append(instruction)
+    return tuple(stages)
+
+
+def exec_form(value: str | None) -> list[str] | None:
+    """An ENTRYPOINT/CMD value in exec form (JSON); shell form is refused."""
+    if value is None:
+        return None
+    parsed = json.loads(value)
+    assert isinstance(parsed, list), f"not exec form: {value}"
+    return parsed
+
+
+def image_entrypoint_and_cmd() -> tuple[list[str], list[str]]:
+    final = dockerfile_stages()[-1]
+    return exec_form(final.last("ENTRYPOINT")) or [], exec_form(final.last("CMD")) or []
+
+
+def k8s_argv(container: dict) -> list[str]:
+    """What a container runs: Kubernetes' command/args over the image's
+    ENTRYPOINT/CMD (a command without args drops the image's CMD)."""
+    entrypoint, cmd = image_entrypoint_and_cmd()
+    if "command" in container:
+        return list(container["command"]) + list(container.get("args", []))
+    return entrypoint + list(container.get("args", cmd))
+
+
+def compose_argv(service: dict) -> list[str]:
+    """The same for a compose service (an entrypoint override drops CMD too)."""
+    entrypoint, cmd = image_entrypoint_and_cmd()
+
+    def words(value: Any) -> list[str]:
+        return shlex.split(value) if isinstance(value, str) else list(value)
+
+    if "entrypoint" in service:
+        return words(service["entrypoint"]) + words(service.get("command", []))
+    return entrypoint + words(service.get("command", cmd))
+
+
+# --- compose
+
+
+@functools.cache
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def compose_app_services() -> dict[str, dict]:
+    """The services that run the project's image."""
+    return {
+        name: service
+        for name, service in compose()["services"].items()
+        if "build" in service
+    }
+
+
+def compose_env(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+# --- Kubernetes
+
+
+@functools.cache
+def _rendered(path: str) -> tuple[dict, ...]:
+    return tuple(kustomize.render(K8S / path))
+
+
+def rendered(path: str) -> list[dict]:
+    """The resources of k8s/<path> (an overlay: ``overlays/local``), rendered once."""
+    return list(_rendered(path))
+
+
+def overlay(name: str) -> list[dict]:
+    return rendered(f"overlays/{name}")
+
+
+def by_kind(resources: list[dict], kind: str) -> dict[str, dict]:
+    return {r["metadata"]["name"]: r for r in resources if r["kind"] == kind}
+
+
+def one(resources: list[dict], kind: str, name: str) -> dict:
+    found = by_kind(resources, kind)
+    assert name in found, f"no {kind} {name!r}; have {sorted(found)}"
+    return found[name]
+
+
+def workloads(resources: list[dict]) -> list[dict]:
+    return [r for r in resources if kustomize.pod_spec(r) is not None]
+
+
+def pod_labels(workload: dict) -> dict[str, str]:
+    return workload["spec"]["template"]["metadata"].get("labels", {})
+
+
+def is_app_workload(workload: dict) -> bool:
+    return pod_labels(workload).get(APP_LABEL[0]) == APP_LABEL[1]
+
+
+def app_workloads(resources: list[dict]) -> dict[str, dict]:
+    """component → workload, for the pods of the project's image."""
+    return {
+        pod_labels(w)[COMPONENT_LABEL]: w
+        for w in workloads(resources)
+        if is_app_workload(w)
+    }
+
+
+def containers(workload: dict, *, init: bool = True) -> list[dict]:
+    spec = kustomize.pod_spec(workload)
+    found = list(spec.get("containers", []))
+    if init:
+        found += spec.get("initContainers", [])
+    return found
+
+
+def config_map_data(resources: list[dict], name: str = "broker-config") -> dict:
+    return dict(one(resources, "ConfigMap", name).get("data", {}))
+
+
+def container_env(resources: list[dict], container: dict) -> dict[str, str]:
+    """The container's environment from its envFrom ConfigMaps and literal env
+    (Secret values and downward-API fields are not known: they map to None)."""
+    env: dict[str, Any] = {}
+    config_maps = by_kind(resources, "ConfigMap")
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(config_maps[source["configMapRef"]["name"]].get("data", {}))
+    for item in container.get("env", []):
+        env[item["name"]] = item.get("value")
+    return env
