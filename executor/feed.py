@@ -19,9 +19,10 @@ from broker.exchange_client import (
     ExecutionReport,
     StaleEpoch,
 )
-from broker.models import Trade, TradeEvent
+from broker.models import Execution, Trade, TradeEvent
 from broker.services.leadership import feed_cursor, feed_cursor_advance
 from broker.services.settlement import trade_apply_order
+from broker.services.transitions import TERMINAL
 from executor.fencing import Fence
 
 logger = logging.getLogger(__name__)
@@ -39,12 +40,21 @@ def apply_reports(reports: list[ExecutionReport], *, fence: Fence, session: str)
             except ValueError:
                 logger.error("report for a foreign order skipped seq=%s", report.seq)
                 continue
-            if not Trade.objects.filter(id=trade_id).exists():
+            status = (
+                Trade.objects.filter(id=trade_id)
+                .values_list("status", flat=True)
+                .first()
+            )
+            if status is None:
                 logger.error(
                     "report for unknown trade skipped trade=%s seq=%s",
                     trade_id,
                     report.seq,
                 )
+                continue
+            if status in TERMINAL and _all_known(report):
+                # Already booked (usually from the order's own answer): nothing
+                # to do, and no need to take the account lock for it.
                 continue
             trade_apply_order(trade_id=trade_id, order=report.order, epoch=fence.epoch)
             TradeEvent.objects.create(
@@ -55,6 +65,11 @@ def apply_reports(reports: list[ExecutionReport], *, fence: Fence, session: str)
             )
         feed_cursor_advance(session=session, last_seq=last_seq)
     return last_seq
+
+
+def _all_known(report: ExecutionReport) -> bool:
+    exec_ids = {execution.exec_id for execution in report.order.executions}
+    return Execution.objects.filter(exec_id__in=exec_ids).count() == len(exec_ids)
 
 
 class FeedFollower(threading.Thread):
