@@ -218,18 +218,10 @@ def _handle_trade_placed(
     retry: RetryPolicy,
 ) -> None:
     with fence.transaction():
-        trade = Trade.objects.filter(id=trade_id).first()
-        if trade is None or trade.status in TERMINAL:
-            if trade is None:
-                logger.warning("trade.placed for unknown trade=%s skipped", trade_id)
-            _store_offset(position)
-            return
-        if trade.status == Status.PENDING_CANCEL and trade.submitted_at is None:
-            _cancel_unsent(trade_id, position, fence)
+        trade = _trade_to_send(trade_id, position, fence)
+        if trade is None:
             return
         uncertain = trade.status != Status.ACCEPTED
-        if not uncertain:
-            trade_mark_submitted(trade_id=trade_id, epoch=fence.epoch)
 
     def send() -> ExchangeOrder | None:
         nonlocal uncertain
@@ -239,6 +231,31 @@ def _handle_trade_placed(
             uncertain = True  # after any attempt, an error leaves the outcome unknown
 
     _exchange_then_settle(send, trade_id, "place_order", position, fence, retry)
+
+
+def _trade_to_send(
+    trade_id: uuid.UUID, position: MessagePosition, fence: Fence
+) -> Trade | None:
+    """The trade as it is when its order may go out, marked submitted if it was
+    still accepted; None when there is nothing to send (finished here, inside the
+    caller's fenced transaction)."""
+    while True:
+        trade = Trade.objects.filter(id=trade_id).first()
+        if trade is None or trade.status in TERMINAL:
+            if trade is None:
+                logger.warning("trade.placed for unknown trade=%s skipped", trade_id)
+            _store_offset(position)
+            return None
+        if trade.status == Status.PENDING_CANCEL and trade.submitted_at is None:
+            _cancel_unsent(trade_id, position, fence)
+            return None
+        if trade.status != Status.ACCEPTED or trade_mark_submitted(
+            trade_id=trade_id, epoch=fence.epoch
+        ):
+            return trade
+        # The trade moved between the read and the conditional update (the
+        # customer's cancel committed): look again rather than send an order the
+        # books have already given up on.
 
 
 def _handle_reconcile_requested(

@@ -385,6 +385,32 @@ def test_cancel_before_the_order_was_sent_never_reaches_the_exchange(fence):
     assert Account.objects.get(customer=customer).reserved_cash == 0
 
 
+def test_a_cancel_committed_between_read_and_submit_stops_the_send(
+    fence, monkeypatch
+):
+    """The customer's cancel lands after the executor read the accepted trade but
+    before its accepted -> submitted update: the order must not go out."""
+    import executor.handlers as handlers
+
+    customer, _ = make_customer("5000.00")
+    trade, message = placed(customer)
+    mark_submitted = handlers.trade_mark_submitted
+
+    def cancel_first(**kwargs):
+        trade_request_cancel(customer=customer, trade_id=trade.id)
+        return mark_submitted(**kwargs)
+
+    monkeypatch.setattr(handlers, "trade_mark_submitted", cancel_first)
+    exchange = FakeExchange()
+
+    deliver(message, fence, exchange)
+
+    trade.refresh_from_db()
+    assert trade.status == Trade.Status.CANCELED
+    assert exchange.place_calls == 0
+    assert Account.objects.get(customer=customer).reserved_cash == 0
+
+
 def test_cancel_of_a_partially_filled_resting_order_releases_the_rest(fence):
     customer, _ = make_customer("5000.00")
     trade, message = placed(
