@@ -143,6 +143,13 @@ KAFKA_BOOTSTRAP_SERVERS = env("KAFKA_BOOTSTRAP_SERVERS", default="127.0.0.1:5909
 ZOOKEEPER_HOSTS = env("ZOOKEEPER_HOSTS", default="127.0.0.1:52181")
 ZOOKEEPER_ROOT = env("ZOOKEEPER_ROOT", default="/broker")
 ZOOKEEPER_SESSION_TIMEOUT = env.float("ZOOKEEPER_SESSION_TIMEOUT", default=6.0)
+# An executor's transaction idle longer than this is ended by PostgreSQL: a leader
+# frozen inside a fenced transaction (GC pause, SIGSTOP, frozen VM) must not hold
+# its FOR SHARE fence lock (which would block the successor's claim) nor commit
+# after waking. Executors never wait on the network inside a transaction.
+EXECUTOR_IDLE_TRANSACTION_TIMEOUT = env.float(
+    "EXECUTOR_IDLE_TRANSACTION_TIMEOUT", default=ZOOKEEPER_SESSION_TIMEOUT / 2
+)
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:56379/0")
 CACHES = {
     "default": {

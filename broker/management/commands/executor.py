@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from broker.topics import all_topics, dead_letter_topic
+from executor.db_session import bound_idle_transactions
 from executor.runner import Executor, default_identity
 
 
@@ -11,6 +12,7 @@ class Command(BaseCommand):
     help = "Run an executor: compete for topic leadership and execute led topics."
 
     def handle(self, *args, **options) -> None:
+        bound_idle_transactions(settings.EXECUTOR_IDLE_TRANSACTION_TIMEOUT)
         executor = Executor(
             identity=default_identity(),
             topics=all_topics(),
