@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
 
 from broker.errors import BrokerError
 
@@ -61,6 +62,24 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
         )
         return Response(body, status=exc.status, content_type=PROBLEM_CONTENT_TYPE)
 
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # PostgreSQL unreachable or restarting: nothing was written (the request's
+        # transaction is gone with the connection); the client may retry, with
+        # the same Idempotency-Key.
+        logger.warning("database unavailable: %s", exc)
+        set_rollback()
+        body = problem(
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            code="database_unavailable",
+            title="Service temporarily unavailable",
+            detail="the database is unavailable; retry shortly",
+        )
+        return Response(
+            body,
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            content_type=PROBLEM_CONTENT_TYPE,
+            headers={"Retry-After": "1"},
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     response = exception_handler(exc, context)

@@ -83,3 +83,21 @@ def test_quotes_are_proxied_from_the_exchange():
     assert missing.status_code == 404
     assert missing.json()["code"] == "unknown_symbol"
     assert client_for(None).get("/api/v1/quotes/AAPL").status_code == 401
+
+
+def test_an_unreachable_database_is_a_503_problem_not_a_500(monkeypatch):
+    from django.db import OperationalError
+
+    from broker.api import views
+
+    _, token = make_customer()
+
+    def database_gone(self, request):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(views.AccountApi, "get", database_gone)
+    response = client_for(token).get("/api/v1/account")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "1"
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "database_unavailable"
