@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
@@ -18,6 +19,10 @@ logger = logging.getLogger(__name__)
 class TopicConsumer:
     def __init__(self, *, bootstrap_servers: str, topic: str, epoch: int) -> None:
         self.topic = topic
+        # Next offset this leader expects per partition, and when a message last
+        # arrived: together they tell a stalled fetcher from an idle topic.
+        self._next: dict[int, int] = {}
+        self._last_message_at = time.monotonic()
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap_servers,
@@ -38,6 +43,8 @@ class TopicConsumer:
             raise RuntimeError(f"topic {self.topic} is not available")
         partitions = sorted(topic_metadata.partitions)
         stored = consumer_offsets(topic=self.topic)
+        self._next = {p: stored.get(p, 0) for p in partitions}
+        self._last_message_at = time.monotonic()
         self._consumer.assign(
             [
                 TopicPartition(self.topic, p, stored.get(p, OFFSET_BEGINNING))
@@ -56,24 +63,37 @@ class TopicConsumer:
                 "consume error topic=%s error=%s", self.topic, message.error()
             )
             return None
+        if message is not None:
+            self._next[message.partition()] = message.offset() + 1
+            self._last_message_at = time.monotonic()
         return message
 
-    def observe_lag(self) -> None:
-        """Consumer lag per partition (high watermark - position) for the metric.
-        One small broker round trip per partition: call it every few seconds."""
-        for tp in self._consumer.assignment():
+    def observe_lag(self) -> int:
+        """Consumer lag per partition (high watermark - next offset to handle) for
+        the metric; returns the total. One small broker round trip per partition:
+        call it every few seconds."""
+        total = 0
+        for partition, expected in self._next.items():
             try:
-                _, high = self._consumer.get_watermark_offsets(tp, timeout=1)
-                [position] = self._consumer.position([tp])
+                low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, partition), timeout=1
+                )
             except Exception:
                 continue
             if high >= 0:
-                # Before the first message the position is still "invalid": then
-                # everything up to the high watermark is still to be read.
-                read = position.offset if position.offset >= 0 else 0
-                CONSUMER_LAG.labels(self.topic, str(tp.partition)).set(
-                    max(0, high - read)
-                )
+                lag = max(0, high - max(expected, low))
+                CONSUMER_LAG.labels(self.topic, str(partition)).set(lag)
+                total += lag
+        return total
+
+    def stalled(self, after_seconds: float) -> bool:
+        """Messages wait on the broker but none has arrived for ``after_seconds``.
+        librdkafka's fetcher for an assign()ed partition can stay stuck after a
+        broker restart (confluentinc/librdkafka#5153, #4492); the leader then
+        replaces this consumer (offsets are in PostgreSQL, nothing is lost)."""
+        if time.monotonic() - self._last_message_at < after_seconds:
+            return False
+        return self.observe_lag() > 0
 
     def commit_hint(self, message: Message) -> None:
         """Mirror progress into Kafka's group offsets so standard lag tooling sees

@@ -37,6 +37,9 @@ STOP_GRACE_SECONDS = 5.0
 BALANCE_CHECK_SECONDS = 1.0
 # How often the consumer-lag gauge is refreshed (a broker round trip).
 LAG_CHECK_SECONDS = 5.0
+# No message for this long while the topic has unread ones: the consumer is
+# replaced (see TopicConsumer.stalled).
+CONSUMER_STALL_SECONDS = 10.0
 
 
 def default_identity() -> str:
@@ -225,10 +228,19 @@ class Executor:
                 epoch=epoch,
             )
 
+        def new_consumer() -> TopicConsumer:
+            fresh = TopicConsumer(
+                bootstrap_servers=self._bootstrap_servers, topic=topic, epoch=epoch
+            )
+            try:
+                fresh.assign_from_stored_offsets()
+            except Exception:
+                fresh.close()
+                raise
+            return fresh
+
         exchange = new_client()
-        consumer = TopicConsumer(
-            bootstrap_servers=self._bootstrap_servers, topic=topic, epoch=epoch
-        )
+        consumer: TopicConsumer | None = None
         feed = FeedFollower(
             fence=fence,
             session=topic,
@@ -241,7 +253,7 @@ class Executor:
         next_lag_check = 0.0
         try:
             self._logon(exchange, fence)
-            consumer.assign_from_stored_offsets()
+            consumer = new_consumer()
             feed.start()
             LEADER.labels(topic).set(1)
             EPOCH.labels(topic).set(epoch)
@@ -264,7 +276,14 @@ class Executor:
                     next_balance_check = time.monotonic() + BALANCE_CHECK_SECONDS
                     if time.monotonic() >= next_lag_check:
                         next_lag_check = time.monotonic() + LAG_CHECK_SECONDS
-                        consumer.observe_lag()
+                        if consumer.stalled(CONSUMER_STALL_SECONDS):
+                            logger.warning(
+                                "consumer stalled with messages waiting, replacing "
+                                "it topic=%s",
+                                topic,
+                            )
+                            consumer.close()
+                            consumer = new_consumer()
                     if self._should_resign(topic, node_path):
                         logger.info(
                             "resigning topic=%s to balance leadership (share %s)",
@@ -294,7 +313,8 @@ class Executor:
             lost.set()
             if feed.is_alive():
                 feed.join(timeout=10)
-            consumer.close()
+            if consumer is not None:
+                consumer.close()
             exchange.close()
             close_old_connections()
             logger.info("stopped leading topic=%s epoch=%s", topic, epoch)
