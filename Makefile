@@ -12,13 +12,14 @@ WITH_ENV := set -a && source .stack/env && set +a &&
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install up down status migrate demo test chaos lint format
+.PHONY: help install up down status migrate demo test chaos bench lint format
 
 help:
 	@echo "make demo [ARGS=--exit]  run the whole system and place demo trades"
 	@echo "make test                lint + the whole test suite (starts what it needs)"
 	@echo "make up | down | status  the local stack (PostgreSQL, ZooKeeper, Kafka, Redis)"
 	@echo "make chaos               every fault scenario with full load (tests/chaos)"
+	@echo "make bench [QUICK=1]     the benchmark suite -> benchmarks/results/, BENCHMARKS.md"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +70,18 @@ chaos: install
 	@started=$$(mktemp); \
 	$(STACK) up --record "$$started" && \
 	( $(WITH_ENV) CHAOS_FULL=1 $(VENV)/bin/pytest tests/chaos -s $(PYTEST_ARGS) ); \
+	rc=$$?; \
+	$(STACK) down --only-from "$$started"; \
+	rm -f "$$started"; \
+	exit $$rc
+
+# The benchmark suite (benchmarks/): runs an isolated copy of the system on the
+# local stack, writes benchmarks/results/<date>[-quick].json and regenerates
+# BENCHMARKS.md. QUICK=1 is the smoke run (under 5 minutes). Stops only what it started.
+bench: install
+	@started=$$(mktemp); \
+	$(STACK) up --record "$$started" && \
+	( $(WITH_ENV) $(PY) -m benchmarks $(if $(QUICK),--quick) $(ARGS) ); \
 	rc=$$?; \
 	$(STACK) down --only-from "$$started"; \
 	rm -f "$$started"; \

@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from confluent_kafka import KafkaException
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 
@@ -63,6 +64,13 @@ class TopicCandidate(threading.Thread):
                 election.run(self._lead_with_epoch, election)  # returns if canceled
             except KazooException as exc:
                 logger.warning("election error topic=%s error=%r", self.topic, exc)
+            except KafkaException as exc:
+                # An outage, not a bug: release and compete again once it is back.
+                logger.warning(
+                    "kafka unavailable, leadership released topic=%s error=%s",
+                    self.topic,
+                    exc,
+                )
             except Exception:
                 logger.exception("leader body crashed topic=%s", self.topic)
             finally:
