@@ -1,0 +1,850 @@
+"""Results JSON → BENCHMARKS.md (tables, targets, PNG plots embedded).
+
+``python -m benchmarks.report benchmarks/results/<name>.json`` regenerates the page
+and the plots from a results file alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.system import REPO_ROOT
+
+PAGE = REPO_ROOT / "BENCHMARKS.md"
+
+
+# -- targets --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+    description: str
+    figure: str  # path in the results JSON
+    reference: str | None  # path of its same-run reference (None: a fixed bound)
+    checked: str  # the value the target is checked on (usually a *_ratio)
+    op: str
+    threshold: float
+    unit: str = ""
+
+
+TARGETS = [
+    Target(
+        "placement_vs_pgbench",
+        "PlaceTrade/s ≥ 0.5 x pgbench tpcb-like tps at equal clients",
+        "placement.placetrade_peak_tps",
+        "placement.pgbench_tpcb_tps",
+        "placement.placetrade_vs_pgbench_tpcb_ratio",
+        ">=",
+        0.5,
+        "/s",
+    ),
+    Target(
+        "placement_tail",
+        "PlaceTrade p99 at half peak ≤ 5 x its p50",
+        "placement.placetrade_half_peak_p99_ms",
+        "placement.placetrade_half_peak_p50_ms",
+        "placement.placetrade_half_peak_p99_over_p50_ratio",
+        "<=",
+        5.0,
+        "ms",
+    ),
+    Target(
+        "relay_throughput",
+        "relay rows/s ≥ 0.5 x raw producer rate",
+        "relay.relay_rows_per_s",
+        "relay.raw_producer_msgs_per_s",
+        "relay.relay_vs_raw_producer_ratio",
+        ">=",
+        0.5,
+        "/s",
+    ),
+    Target(
+        "relay_lag",
+        "relay lag p99 ≤ 0.1 x naive 100 ms-polling relay's p99",
+        "relay.relay_lag_p99_ms",
+        "relay.naive_relay_lag_p99_ms",
+        "relay.relay_vs_naive_lag_p99_ratio",
+        "<=",
+        0.1,
+        "ms",
+    ),
+    Target(
+        "e2e_p99",
+        "end-to-end p99 ≤ 100 ms at half the placement peak (ratio: p99 ÷ 100 ms ≤ 1)",
+        "end_to_end.e2e_half_peak_p99_ms",
+        "end_to_end.e2e_target_p99_ms",
+        "end_to_end.e2e_half_peak_p99_vs_target_ratio",
+        "<=",
+        1.0,
+        "ms",
+    ),
+    Target(
+        "failover_p99",
+        "failover p99 ≤ 1.5 x ZooKeeper session timeout",
+        "failover.failover_p99_s",
+        "failover.session_timeout_negotiated_s",
+        "failover.failover_p99_vs_session_timeout_ratio",
+        "<=",
+        1.5,
+        "s",
+    ),
+    Target(
+        "zombie_writes",
+        "zombie writes after its successor's election = 0",
+        "failover.zombie_writes",
+        None,
+        "failover.zombie_writes",
+        "==",
+        0,
+    ),
+    Target(
+        "executor_scaling",
+        "1 → 3 executors at 8 topics raises end-to-end throughput (factor > 1)",
+        "scale.executor_scaling_to_tps",
+        "scale.executor_scaling_from_tps",
+        "scale.executor_scaling_ratio",
+        ">",
+        1.0,
+        "/s",
+    ),
+]
+
+
+def evaluate_targets(results: dict) -> list[dict]:
+    out = []
+    for target in TARGETS:
+        value = _get(results, target.checked)
+        if value is None:
+            passed = None
+        elif target.op == ">=":
+            passed = value >= target.threshold
+        elif target.op == "<=":
+            passed = value <= target.threshold
+        elif target.op == ">":
+            passed = value > target.threshold
+        else:
+            passed = value == target.threshold
+        out.append(
+            {
+                "id": target.id,
+                "description": target.description,
+                "figure": target.figure,
+                "figure_value": _get(results, target.figure),
+                "reference": target.reference,
+                "reference_value": (
+                    _get(results, target.reference) if target.reference else None
+                ),
+                "unit": target.unit,
+                "checked": target.checked,
+                "value": value,
+                "op": target.op,
+                "threshold": target.threshold,
+                "passed": passed,
+            }
+        )
+    return out
+
+
+# -- formatting -----------------------------------------------------------------
+
+
+def _fmt(value, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "—"
+        text = f"{value:.3g}" if abs(value) < 10 else f"{value:,.1f}"
+    else:
+        text = f"{value:,}" if isinstance(value, int) else str(value)
+    return f"{text}{(' ' + unit) if unit else ''}"
+
+
+def _get(results: dict, path: str):
+    node = results
+    for part in path.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+# figure label, value path, unit, reference label, reference path, ratio path
+FIGURES = [
+    (
+        "exchange_mock round trip p50 (GET, keep-alive)",
+        "diagnostics.exchange_rtt_p50_ms",
+        "ms",
+        "PostgreSQL round trip p50 (SELECT 1)",
+        "diagnostics.postgres_rtt_p50_ms",
+        "diagnostics.exchange_vs_postgres_rtt_ratio",
+    ),
+    (
+        "PlaceTrade/s (best concurrency)",
+        "placement.placetrade_peak_tps",
+        "/s",
+        "pgbench tpcb-like, same clients",
+        "placement.pgbench_tpcb_tps",
+        "placement.placetrade_vs_pgbench_tpcb_ratio",
+    ),
+    (
+        "PlaceTrade/s (best concurrency)",
+        "placement.placetrade_peak_tps",
+        "/s",
+        "pgbench -f placement.sql (its own SQL), same clients",
+        "placement.pgbench_placement_sql_tps",
+        "placement.placetrade_vs_pgbench_placement_sql_ratio",
+    ),
+    (
+        "placement.sql tps with NOTIFY",
+        "placement.pgbench_placement_sql_tps",
+        "/s",
+        "placement.sql without NOTIFY",
+        "placement.pgbench_placement_sql_no_notify_tps",
+        "placement.placement_sql_notify_vs_no_notify_ratio",
+    ),
+    (
+        "PlaceTrade/s, synchronous_commit=on",
+        "placement.placetrade_peak_tps",
+        "/s",
+        "PlaceTrade/s, synchronous_commit=off",
+        "placement.placetrade_async_commit_tps",
+        "placement.placetrade_durability_tax_ratio",
+    ),
+    (
+        "pgbench tpcb-like, synchronous_commit=on",
+        "placement.pgbench_tpcb_tps",
+        "/s",
+        "pgbench tpcb-like, synchronous_commit=off",
+        "placement.pgbench_tpcb_async_commit_tps",
+        "placement.pgbench_durability_tax_ratio",
+    ),
+    (
+        "PlaceTrade p99 at half peak",
+        "placement.placetrade_half_peak_p99_ms",
+        "ms",
+        "its p50",
+        "placement.placetrade_half_peak_p50_ms",
+        "placement.placetrade_half_peak_p99_over_p50_ratio",
+    ),
+    (
+        "relay rows/s (backlog drain)",
+        "relay.relay_rows_per_s",
+        "/s",
+        "raw confluent-kafka producer (streaming)",
+        "relay.raw_producer_msgs_per_s",
+        "relay.relay_vs_raw_producer_ratio",
+    ),
+    (
+        "raw producer, flush every batch (the relay's pattern)",
+        "relay.raw_producer_flush_per_batch_msgs_per_s",
+        "/s",
+        "raw producer, streaming",
+        "relay.raw_producer_msgs_per_s",
+        "relay.raw_producer_flush_per_batch_vs_streaming_ratio",
+    ),
+    (
+        "relay lag p99 (commit → broker append)",
+        "relay.relay_lag_p99_ms",
+        "ms",
+        "naive 100 ms-polling relay p99",
+        "relay.naive_relay_lag_p99_ms",
+        "relay.relay_vs_naive_lag_p99_ratio",
+    ),
+    (
+        "relay lag p50",
+        "relay.relay_lag_p50_ms",
+        "ms",
+        "naive relay p50",
+        "relay.naive_relay_lag_p50_ms",
+        "relay.relay_vs_naive_lag_p50_ratio",
+    ),
+    (
+        "place→filled p99 at half placement peak",
+        "end_to_end.e2e_half_peak_p99_ms",
+        "ms",
+        "target bound",
+        "end_to_end.e2e_target_p99_ms",
+        "end_to_end.e2e_half_peak_p99_vs_target_ratio",
+    ),
+    (
+        "place→filled p99 at half placement peak",
+        "end_to_end.e2e_half_peak_p99_ms",
+        "ms",
+        "PlaceTrade alone p99 at half peak",
+        "end_to_end.placetrade_half_peak_p99_ms",
+        "end_to_end.e2e_half_peak_p99_vs_placetrade_p99_ratio",
+    ),
+    (
+        "place→filled p50 at half placement peak",
+        "end_to_end.e2e_half_peak_p50_ms",
+        "ms",
+        "PlaceTrade alone p50 at half peak",
+        "end_to_end.placetrade_half_peak_p50_ms",
+        "end_to_end.e2e_half_peak_p50_vs_placetrade_p50_ratio",
+    ),
+    (
+        "max sustained trades/s end to end",
+        "end_to_end.e2e_max_sustained_tps",
+        "/s",
+        "placement peak",
+        "end_to_end.placement_peak_tps",
+        "end_to_end.e2e_max_sustained_vs_placement_peak_ratio",
+    ),
+    (
+        "SIGKILL → successor's fill, p99",
+        "failover.failover_p99_s",
+        "s",
+        "ZooKeeper session timeout",
+        "failover.session_timeout_negotiated_s",
+        "failover.failover_p99_vs_session_timeout_ratio",
+    ),
+    (
+        "SIGKILL → successor's fill, p50",
+        "failover.failover_p50_s",
+        "s",
+        "ZooKeeper session timeout",
+        "failover.session_timeout_negotiated_s",
+        "failover.failover_p50_vs_session_timeout_ratio",
+    ),
+    (
+        "SIGSTOP → successor's fill, max",
+        "failover.zombie_successor_max_s",
+        "s",
+        "ZooKeeper session timeout",
+        "failover.session_timeout_negotiated_s",
+        "failover.zombie_successor_max_vs_session_timeout_ratio",
+    ),
+    (
+        "zombie writes after takeover",
+        "failover.zombie_writes",
+        "",
+        "fixed bound",
+        None,
+        None,
+    ),
+    (
+        "e2e trades/s, most executors, most topics",
+        "scale.executor_scaling_to_tps",
+        "/s",
+        "fewest executors, most topics",
+        "scale.executor_scaling_from_tps",
+        "scale.executor_scaling_ratio",
+    ),
+]
+
+FIXED_REFERENCES = {
+    "failover.zombie_writes": "0",
+}
+
+
+def _figures_table(results: dict) -> list[str]:
+    lines = [
+        "| figure | value | reference | reference value | ratio |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for label, path, unit, ref_label, ref_path, ratio_path in FIGURES:
+        value = _get(results, path)
+        if value is None and (ref_path is None or _get(results, ref_path) is None):
+            continue
+        reference = (
+            _fmt(_get(results, ref_path), unit)
+            if ref_path
+            else FIXED_REFERENCES.get(path, "")
+        )
+        ratio_name = ratio_path.split(".")[-1] if ratio_path else ""
+        ratio_value = _get(results, ratio_path) if ratio_path else None
+        ratio_text = (
+            f"{_fmt(ratio_value)} <sub>`{ratio_name}`</sub>" if ratio_path else ""
+        )
+        lines.append(
+            f"| {label} | {_fmt(value, unit)} | {ref_label} | {reference} | "
+            f"{ratio_text} |"
+        )
+    return lines
+
+
+def _targets_table(targets: list[dict]) -> list[str]:
+    lines = [
+        "| target | figure | reference (same run) | ratio / checked value | result |",
+        "|---|---:|---:|---:|:---:|",
+    ]
+    for t in targets:
+        verdict = {True: "✅ met", False: "❌ missed", None: "— not measured"}[
+            t["passed"]
+        ]
+        unit = t.get("unit", "")
+        figure = f"{_fmt(t.get('figure_value'), unit)} <sub>`{t['figure']}`</sub>"
+        if t.get("reference"):
+            reference = (
+                f"{_fmt(t.get('reference_value'), unit)} <sub>`{t['reference']}`</sub>"
+            )
+        else:
+            reference = "fixed bound"
+        checked = t.get("checked", t["figure"]).split(".")[-1]
+        lines.append(
+            f"| {t['description']} | {figure} | {reference} | "
+            f"{_fmt(t['value'])} {t['op']} {_fmt(t['threshold'])} "
+            f"<sub>`{checked}`</sub> | {verdict} |"
+        )
+    return lines
+
+
+# -- plots ------------------------------------------------------------------------
+
+
+def _plots(results: dict, out_dir: Path, name: str) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made: dict[str, Path] = {}
+    tag = " (QUICK smoke run, shared machine)" if results["run"]["quick"] else ""
+
+    # Latency distributions (CDFs, log x).
+    curves = [
+        ("PlaceTrade at half peak", _get(results, "placement.half_peak.cdf")),
+        ("place→filled at half peak", _get(results, "end_to_end.half_peak.cdf")),
+        ("relay lag (commit→append)", _get(results, "relay.lag.cdf")),
+        ("naive 100 ms relay lag", _get(results, "relay.naive_lag.cdf")),
+    ]
+    curves = [(label, c) for label, c in curves if c and c.get("ms")]
+    if curves:
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+        for label, cdf in curves:
+            xs = [max(0.05, x) for x in cdf["ms"]]
+            ax.plot(xs, [q * 100 for q in cdf["q"]], marker=".", label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("latency (ms, log scale)")
+        ax.set_ylabel("percentile")
+        ax.axhline(99, color="grey", lw=0.6, ls=":")
+        ax.axhline(50, color="grey", lw=0.6, ls=":")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+        ax.set_title("Latency distributions" + tag, fontsize=10)
+        made["latency"] = _save(fig, out_dir / f"{name}-latency.png")
+
+    # Placement sweep.
+    sweep = _get(results, "placement.sweep")
+    if sweep:
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+        xs = [p["concurrency"] for p in sweep]
+        ax.plot(xs, [p["tps"] for p in sweep], marker="o", label="PlaceTrade/s (HTTP)")
+        for label, path, style in [
+            ("pgbench tpcb-like", "placement.pgbench_tpcb_tps", "--"),
+            ("pgbench -f placement.sql", "placement.pgbench_placement_sql_tps", ":"),
+        ]:
+            value = _get(results, path)
+            if value:
+                ax.axhline(value, ls=style, color="grey")
+                ax.annotate(
+                    f"{label} @ c={_get(results, 'placement.pgbench_clients')}: "
+                    f"{value:,.0f}",
+                    (xs[0], value),
+                    fontsize=8,
+                    va="bottom",
+                )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("concurrent clients")
+        ax.set_ylabel("transactions/s (log)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_title("Placement throughput vs concurrency" + tag, fontsize=10)
+        made["placement"] = _save(fig, out_dir / f"{name}-placement.png")
+
+    # Failover times.
+    kills = _get(results, "failover.kills") or []
+    zombies = _get(results, "failover.zombies") or []
+    timeout = _get(results, "failover.session_timeout_negotiated_s")
+    if kills or zombies:
+        fig, ax = plt.subplots(figsize=(8, 4.2))
+        if kills:
+            ax.plot(
+                range(1, len(kills) + 1),
+                [k["kill_to_filled_s"] for k in kills],
+                "o",
+                label="SIGKILL → successor's fill",
+            )
+        if zombies:
+            ax.plot(
+                range(1, len(zombies) + 1),
+                [z["stop_to_filled_s"] for z in zombies],
+                "s",
+                label="SIGSTOP → successor's fill",
+            )
+        if timeout:
+            ax.axhline(timeout, color="grey", ls="--", label="session timeout")
+            ax.axhline(
+                1.5 * timeout, color="red", ls=":", label="1.5 x timeout (target)"
+            )
+        ax.set_xlabel("round")
+        ax.set_ylabel("seconds")
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_title("Failover" + tag, fontsize=10)
+        made["failover"] = _save(fig, out_dir / f"{name}-failover.png")
+
+    # Scaling curves.
+    grid = _get(results, "scale.grid") or []
+    if grid:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.4))
+        for topics in sorted({p["topics"] for p in grid}):
+            points = sorted(
+                (p for p in grid if p["topics"] == topics), key=lambda p: p["executors"]
+            )
+            left.plot(
+                [p["executors"] for p in points],
+                [p["e2e_tps"] or 0 for p in points],
+                marker="o",
+                label=f"{topics} topic{'s' if topics > 1 else ''}",
+            )
+        left.set_xlabel("executors")
+        left.set_ylabel("end-to-end trades/s")
+        left.set_xticks(sorted({p["executors"] for p in grid}))
+        left.set_ylim(bottom=0)
+        left.grid(True, alpha=0.3)
+        left.legend(fontsize=8)
+        left.set_title("Throughput vs executors" + tag, fontsize=9)
+        labels = [f"{p['topics']}tx{p['executors']}e" for p in grid]
+        xs = range(len(grid))
+        left_bars = [p["leaders_max"] for p in grid]
+        right.bar([x - 0.2 for x in xs], left_bars, width=0.4, label="most topics led")
+        right.bar(
+            [x + 0.2 for x in xs],
+            [p["leaders_min"] for p in grid],
+            width=0.4,
+            label="fewest topics led",
+        )
+        right.plot(list(xs), [p["share"] for p in grid], "k_", ms=18, label="ceil(T/E)")
+        right.set_xticks(list(xs))
+        right.set_xticklabels(labels, rotation=45, fontsize=8)
+        right.set_ylabel("topics led per executor")
+        right.legend(fontsize=8)
+        right.set_title("Leadership spread", fontsize=9)
+        fig.tight_layout()
+        made["scale"] = _save(fig, out_dir / f"{name}-scale.png")
+    return made
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+# -- page -------------------------------------------------------------------------
+
+
+def render(results_path: Path, page: Path = PAGE) -> Path:
+    results = json.loads(results_path.read_text())
+    name = results_path.stem
+    results.setdefault("targets", evaluate_targets(results))
+    plots = _plots(results, results_path.parent, name)
+    page.write_text(_markdown(results, results_path, plots, page))
+    return page
+
+
+def _rel(path: Path, page: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(page.resolve().parent))
+    except ValueError:
+        return str(path)
+
+
+def _markdown(results: dict, results_path: Path, plots: dict, page: Path) -> str:
+    run = results["run"]
+    quick = run["quick"]
+    lines = ["# Benchmarks", ""]
+    lines.append(
+        "Generated by `make bench` (`python -m benchmarks`) from "
+        f"[`{_rel(results_path, page)}`]({_rel(results_path, page)}); "
+        "regenerate the page with "
+        f"`python -m benchmarks.report {_rel(results_path, page)}`."
+    )
+    lines.append("")
+    if quick or run.get("provisional"):
+        lines += [
+            "> **Provisional numbers.** "
+            + (
+                "This is a QUICK smoke run (`make bench QUICK=1`): short windows, "
+                "few samples (percentiles of a few hundred points, p99 of 3 "
+                "failovers), "
+                if quick
+                else ""
+            )
+            + "taken on a shared 2-core machine while other engineers were "
+            "running heavy test suites. They show that every measurement works "
+            "end to end and where the system stands roughly; they are not "
+            "the figures to quote. Run `make bench` on an idle machine for those.",
+            "",
+        ]
+    if run.get("exchange_nodelay"):
+        lines += [
+            "> **Experiment:** exchange_mock ran with TCP_NODELAY "
+            "(`--exchange-nodelay`, benchmarks/exchange_nodelay.py), not as shipped.",
+            "",
+        ]
+    machine = run.get("machine", {})
+    lines += [
+        f"- run `{run['run_id']}`, {run['started_at']} → {run['finished_at']} "
+        f"({run['duration_s']:.0f} s), profile **{run['profile']}**"
+        + (f", sections: {', '.join(run['sections'])}" if run.get("sections") else ""),
+        f"- machine: {machine.get('cpus')} CPUs, load average "
+        f"{machine.get('loadavg_start')} at start, {machine.get('loadavg_end')} at "
+        f"end; PostgreSQL {machine.get('postgres', '?')}; Python "
+        f"{machine.get('python', '?')}",
+        "- everything on loopback: the api (gunicorn, "
+        f"{_get(results, 'placement.api_workers') or 2} workers x "
+        f"{_get(results, 'placement.api_threads') or 8} threads), relay, executors, "
+        "exchange_mock (quotes frozen), the load generator and the local "
+        "PostgreSQL / Kafka / ZooKeeper / Redis all share the same CPUs",
+    ]
+    if results.get("errors"):
+        lines.append("")
+        lines.append("**Sections that failed in this run:**")
+        for section, error in results["errors"].items():
+            first = error.strip().splitlines()[-1] if error.strip() else error
+            lines.append(f"- `{section}`: {first}")
+    lines += ["", "## Targets", ""]
+    lines += _targets_table(results["targets"])
+    lines += ["", "## Figures and their references", ""]
+    lines += _figures_table(results)
+    lines += [""]
+    for key, title in [
+        ("latency", "Latency distributions"),
+        ("placement", "Placement throughput"),
+        ("failover", "Failover"),
+        ("scale", "Scaling"),
+    ]:
+        if key in plots:
+            lines += [f"### {title}", "", f"![{title}]({_rel(plots[key], page)})", ""]
+    lines += _details(results)
+    lines += _method()
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _details(results: dict) -> list[str]:
+    lines = ["## Details", ""]
+    diagnostics = results.get("diagnostics")
+    if diagnostics:
+        lines += [
+            "### 0. Cost of one unit of work (diagnostics, in-process, no load)",
+            "",
+            "| stage | SQL | commits | Redis | HTTP | wall ms | CPU ms |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for st in diagnostics.get("stages", []):
+            lines.append(
+                f"| {st['stage']} | {_fmt(st['sql_per_unit'])} | "
+                f"{_fmt(st['commits_per_unit'])} | {_fmt(st['redis_per_unit'])} | "
+                f"{_fmt(st['http_per_unit'])} | {_fmt(st['wall_ms_per_unit'])} | "
+                f"{_fmt(st['cpu_ms_per_unit'])} |"
+            )
+        rtt = diagnostics.get("exchange_rtt")
+        if rtt:
+            lines += [
+                "",
+                f"exchange_mock round trip (GET /healthz, keep-alive): p50 "
+                f"{_fmt(rtt.get('p50_ms'))} ms, p90 {_fmt(rtt.get('p90_ms'))} ms; "
+                f"PostgreSQL round trip (SELECT 1) p50 "
+                f"{_fmt(diagnostics.get('postgres_rtt_p50_ms'))} ms; commit of a "
+                f"one-row insert p50 {_fmt(diagnostics.get('postgres_commit_p50_ms'))}"
+                " ms.",
+            ]
+        lines.append("")
+    placement = results.get("placement")
+    if placement:
+        lines += [
+            "### 1. Placement",
+            "",
+            "Closed-loop sweep (each point: "
+            f"{_fmt(placement.get('window_seconds'))} s window after warm-up, "
+            f"{placement.get('customers')} customers round-robin):",
+            "",
+            "| clients | PlaceTrade/s | p50 ms | p99 ms | statuses |",
+            "|---:|---:|---:|---:|---|",
+        ]
+        for p in placement.get("sweep", []):
+            lines.append(
+                f"| {p['concurrency']} | {_fmt(p['tps'])} | {_fmt(p['p50_ms'])} | "
+                f"{_fmt(p['p99_ms'])} | {p['statuses']} |"
+            )
+        half = placement.get("half_peak", {})
+        lines += [
+            "",
+            f"Open loop at half the peak ({_fmt(half.get('offered_rate'))}/s offered, "
+            f"{_fmt(half.get('achieved_tps'))}/s achieved, {half.get('count')} "
+            f"samples): p50 {_fmt(half.get('p50_ms'))} ms, p90 "
+            f"{_fmt(half.get('p90_ms'))} ms, p99 {_fmt(half.get('p99_ms'))} ms, "
+            f"max {_fmt(half.get('max_ms'))} ms. pgbench: scale "
+            f"{placement.get('pgbench_scale')}, {placement.get('pgbench_clients')} "
+            "clients, `-M prepared`.",
+            "",
+        ]
+    relay = results.get("relay")
+    if relay:
+        lag, naive = relay.get("lag", {}), relay.get("naive_lag", {})
+        lines += [
+            "### 2. Relay",
+            "",
+            f"- backlog of {relay.get('relay_rows')} rows drained at "
+            f"{_fmt(relay.get('relay_rows_per_s'))} rows/s; raw producer "
+            f"{_fmt(relay.get('raw_producer_msgs_per_s'))} msg/s streaming, "
+            f"{_fmt(relay.get('raw_producer_flush_per_batch_msgs_per_s'))} msg/s "
+            f"flushing every {relay.get('batch_size')} (the relay's pattern); "
+            f"message {relay.get('message_bytes')} bytes",
+            f"- lag at {lag.get('offered_rate')} rows/s ({lag.get('count')} rows, "
+            f"timestamps {lag.get('timestamp_type')}): relay p50 "
+            f"{_fmt(lag.get('p50_ms'))} / p99 {_fmt(lag.get('p99_ms'))} / max "
+            f"{_fmt(lag.get('max_ms'))} ms; naive p50 {_fmt(naive.get('p50_ms'))} / "
+            f"p99 {_fmt(naive.get('p99_ms'))} / max {_fmt(naive.get('max_ms'))} ms; "
+            f"commit → published_at stamp p99: relay "
+            f"{_fmt((lag.get('stamp_lag') or {}).get('p99_ms'))} ms",
+            "",
+        ]
+    e2e = results.get("end_to_end")
+    if e2e:
+        half = e2e.get("half_peak", {})
+        lines += [
+            "### 3. End to end",
+            "",
+            f"{e2e.get('topics')} topics, {e2e.get('executors')} executors, "
+            f"{e2e.get('relays')} relay; leadership {e2e.get('leadership')}. At "
+            f"{_fmt(half.get('offered_rate'))}/s offered: {half.get('count')} fills, "
+            f"p50 {_fmt(half.get('p50_ms'))} / p99 {_fmt(half.get('p99_ms'))} / "
+            f"p99.9 {_fmt(half.get('p999_ms'))} / max {_fmt(half.get('max_ms'))} ms; "
+            f"trade statuses {half.get('trade_statuses')}.",
+            "",
+            "| step | offered/s | placed/s | filled/s | unfilled at end | p50 ms "
+            "| p99 ms | sustained |",
+            "|---|---:|---:|---:|---:|---:|---:|:---:|",
+        ]
+        for s in e2e.get("ramp", []):
+            lines.append(
+                f"| {s.get('label', '')} | {_fmt(s['offered_rate'])} | "
+                f"{_fmt(s['placed_tps'])} | "
+                f"{_fmt(s['filled_tps'])} | {s['unfilled_at_end']} | "
+                f"{_fmt(s.get('p50_ms'))} | {_fmt(s.get('p99_ms'))} | "
+                f"{_fmt(s['sustained'])} |"
+            )
+        lines.append("")
+    failover = results.get("failover")
+    if failover:
+        lines += [
+            "### 4. Failover",
+            "",
+            f"Session timeout {failover.get('session_timeout_configured_s')} s "
+            f"configured, {failover.get('session_timeout_negotiated_s')} s "
+            f"negotiated; {failover.get('kill_count')} kills.",
+            "",
+            "| # | topic | killed | successor | kill→elected s | kill→filled s |",
+            "|---:|---|---|---|---:|---:|",
+        ]
+        for i, k in enumerate(failover.get("kills", []), 1):
+            lines.append(
+                f"| {i} | {k['topic'].rsplit('.', 1)[-1]} | {k['killed']} | "
+                f"{k['successor']} | {_fmt(k['kill_to_elected_s'])} | "
+                f"{_fmt(k['kill_to_filled_s'])} |"
+            )
+        if failover.get("zombies"):
+            lines += [
+                "",
+                "| zombie | stopped s | stop→elected s | stop→filled s | writes after "
+                "takeover |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            for z in failover["zombies"]:
+                lines.append(
+                    f"| {z['zombie']} | {_fmt(z['stopped_s'])} | "
+                    f"{_fmt(z['stop_to_elected_s'])} | {_fmt(z['stop_to_filled_s'])} "
+                    f"| {z['zombie_writes']} |"
+                )
+        lines.append("")
+    scale = results.get("scale")
+    if scale:
+        lines += [
+            "### 5. Scale",
+            "",
+            f"Bursts of {scale.get('burst_seconds')} s closed loop at "
+            f"{scale.get('burst_concurrency')} clients per point.",
+            "",
+            "| topics | executors | trades | placed/s | fills/s | e2e/s | leaders "
+            "per executor | ceil(T/E) |",
+            "|---:|---:|---:|---:|---:|---:|---|---:|",
+        ]
+        for p in scale.get("grid", []):
+            spread = ", ".join(str(v) for v in sorted(p["leadership"].values()))
+            lines.append(
+                f"| {p['topics']} | {p['executors']} | {p.get('trades')} | "
+                f"{_fmt(p.get('placed_tps'))} | {_fmt(p.get('fill_tps'))} | "
+                f"{_fmt(p.get('e2e_tps'))} | {spread} | {p['share']} |"
+            )
+        lines.append("")
+    return lines
+
+
+def _method() -> list[str]:
+    return [
+        "## Method",
+        "",
+        "- **Isolation.** Each run creates a database `bench_<runid>` (migrated with "
+        "`manage.py migrate`) and a pgbench scratch database on the local "
+        "PostgreSQL, topics `bench-<runid>-*`, ZooKeeper root `/bench-<runid>`, cache "
+        "prefix `bench-<runid>`, and removes all of them at the end (Ctrl-C "
+        "included). Throttle limits are set out of reach; exchange quotes are "
+        "frozen (`EXCHANGE_TICK_SECONDS=0`), so every market buy fills at once.",
+        "- **Load.** An asyncio HTTP/1.1 client with keep-alive connections; "
+        "closed loop at N clients for throughput, open loop at a fixed rate for "
+        "latency (measured from the scheduled send time, so queueing in the "
+        "generator counts). Customers are used round-robin and hold 10⁹ USD.",
+        "- **Placement.** Only exchange_mock and the api run. pgbench runs "
+        "tpcb-like on its own scratch database and `benchmarks/placement.sql` "
+        "(PlaceTrade's statements as the ORM issues them, NOTIFY after commit "
+        "included) on the bench database, both `-M prepared`, same client count. "
+        "Durability tax: `ALTER DATABASE … SET synchronous_commit = off` and an "
+        "api restart; `PGOPTIONS=-c synchronous_commit=off` for pgbench.",
+        "- **Relay.** The real relay process on its own topics (created with "
+        "`message.timestamp.type=LogAppendTime`). Throughput: a backlog committed "
+        "at once, rows ÷ (last `published_at` - commit). Lag: one row per "
+        "transaction at a fixed rate, broker append time - commit time, read by a "
+        "consumer. The naive reference (`benchmarks/relay.py: NaiveRelay`) polls "
+        "every 100 ms.",
+        "- **End to end.** created_at → filled_at of the trades placed by an open "
+        "loop at half the placement peak; then a ramp of offered rates, a step "
+        "being sustained while the api keeps ≥ 90 % of the offered rate and less "
+        "than one second of trades is unfilled when it ends.",
+        "- **Failover.** kill → filled_at of a trade placed right after the "
+        "SIGKILL, for a customer of the killed leader's topic; a replacement "
+        "executor is started and the next round waits for balanced leaders with a "
+        "successor queued on every topic. Zombie: SIGSTOP past the session "
+        "timeout, then SIGCONT; zombie writes = TradeEvent rows with its epoch "
+        "created after its successor's elected_at.",
+        "- **Scale.** Per topic count a fresh system; executors added one at a "
+        "time; a closed-loop burst per point (see section 5).",
+        "",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--page", type=Path, default=PAGE)
+    args = parser.parse_args()
+    print(render(args.results, args.page))
+
+
+if __name__ == "__main__":
+    main()
