@@ -15,6 +15,7 @@ from pathlib import Path
 from benchmarks.system import REPO_ROOT
 
 PAGE = REPO_ROOT / "BENCHMARKS.md"
+SECTION_ORDER = ("diagnostics", "placement", "relay", "end_to_end", "failover", "scale")
 
 
 # -- targets --------------------------------------------------------------------
@@ -168,11 +169,15 @@ def _fmt(value, unit: str = "") -> str:
 
 
 def _get(results: dict, path: str):
+    """``a.b.0.c`` → results["a"]["b"][0]["c"], None where anything is missing."""
     node = results
     for part in path.split("."):
-        if not isinstance(node, dict):
+        if isinstance(node, list) and part.isdigit():
+            node = node[int(part)] if int(part) < len(node) else None
+        elif isinstance(node, dict):
+            node = node.get(part)
+        else:
             return None
-        node = node.get(part)
     return node
 
 
@@ -575,20 +580,36 @@ def _markdown(results: dict, results_path: Path, plots: dict, page: Path) -> str
         f"`python -m benchmarks.report {_rel(results_path, page)}`."
     )
     lines.append("")
-    if quick or run.get("provisional"):
+    lines += [
+        "> **Shared, noisy machine.** "
+        + (
+            "This is a QUICK smoke run (`make bench QUICK=1`): short windows and "
+            "few samples (percentiles of a few hundred points, p99 of 3 "
+            "failovers). "
+            if quick
+            else ""
+        )
+        + "Measured on a 2-core machine shared with fault-injection suites that "
+        "load it and restart PostgreSQL, Kafka and ZooKeeper. Read the ratios "
+        "(each figure and its reference were measured minutes apart in the same "
+        "run), not the absolute figures; a section during which a shared service "
+        "restarted is marked below.",
+        "",
+    ]
+    disturbed = {
+        section: results[section]["disturbed_by_restart_of"]
+        for section in SECTION_ORDER
+        if isinstance(results.get(section), dict)
+        and results[section].get("disturbed_by_restart_of")
+    }
+    if disturbed:
         lines += [
-            "> **Provisional numbers.** "
-            + (
-                "This is a QUICK smoke run (`make bench QUICK=1`): short windows, "
-                "few samples (percentiles of a few hundred points, p99 of 3 "
-                "failovers), "
-                if quick
-                else ""
-            )
-            + "taken on a shared 2-core machine while other engineers were "
-            "running heavy test suites. They show that every measurement works "
-            "end to end and where the system stands roughly; they are not "
-            "the figures to quote. Run `make bench` on an idle machine for those.",
+            "> ⚠ **Disturbed sections** (a shared service restarted while they "
+            "ran, their figures include the outage): "
+            + "; ".join(
+                f"`{section}` ({', '.join(names)})"
+                for section, names in disturbed.items()
+            ),
             "",
         ]
     if run.get("exchange_nodelay"):
@@ -631,9 +652,352 @@ def _markdown(results: dict, results_path: Path, plots: dict, page: Path) -> str
     ]:
         if key in plots:
             lines += [f"### {title}", "", f"![{title}]({_rel(plots[key], page)})", ""]
+    lines += _where_time_goes(results)
+    lines += _experiments(results_path, page)
     lines += _details(results)
     lines += _method()
     return "\n".join(lines).rstrip() + "\n"
+
+
+# -- where the time goes ------------------------------------------------------------
+
+CPU_WINDOWS = (
+    ("placement.half_peak_cpu", "PlaceTrade, api alone, half peak"),
+    ("end_to_end.half_peak_cpu", "trade end to end, half peak"),
+)
+PROFILES = (
+    (
+        "placement.profile_api",
+        "api (gunicorn workers, request threads) during PlaceTrade at half peak",
+    ),
+    ("relay.profile_relay", "relay (its run loop) while draining the backlog"),
+    (
+        "end_to_end.profile_executor",
+        "executor leading the most topics (leader threads), end to end at half peak",
+    ),
+)
+
+
+def _pct(share) -> str:
+    return "—" if share is None else f"{share * 100:.0f} %"
+
+
+def _cpu_windows(results: dict) -> list[tuple[str, dict]]:
+    windows = []
+    for path, label in CPU_WINDOWS:
+        window = _get(results, path)
+        if window:
+            windows.append((label, window))
+    grid = _get(results, "scale.grid") or []
+    if grid:
+        top = max(p["topics"] for p in grid)
+        points = sorted(
+            (p for p in grid if p["topics"] == top and p.get("cpu")),
+            key=lambda p: p["executors"],
+        )
+        if points:
+            for point in (points[0], points[-1]) if len(points) > 1 else points:
+                windows.append(
+                    (
+                        f"scale burst, {top} topics x {point['executors']} executors",
+                        point["cpu"],
+                    )
+                )
+    return windows
+
+
+def _cpu_table(results: dict) -> list[str]:
+    windows = _cpu_windows(results)
+    if not windows:
+        return []
+    roles: list[str] = []
+    for _, window in windows:
+        for role in window.get("cpu_ms_per_unit", {}):
+            if role not in roles:
+                roles.append(role)
+    header = "| CPU ms per trade | " + " | ".join(label for label, _ in windows) + " |"
+    lines = [
+        "### CPU per trade, by role",
+        "",
+        "CPU seconds (user + system, from /proc) each role used over the window, "
+        "divided by the trades placed in it. PostgreSQL, Kafka and ZooKeeper serve "
+        "every user of the shared stack, so their figures are upper bounds.",
+        "",
+        header,
+        "|---|" + "---:|" * len(windows),
+    ]
+    for role in roles:
+        cells = [_fmt((w.get("cpu_ms_per_unit") or {}).get(role)) for _, w in windows]
+        lines.append(f"| {role} | " + " | ".join(cells) + " |")
+    lines.append(
+        "| **trades in the window** | "
+        + " | ".join(_fmt(w.get("units")) for _, w in windows)
+        + " |"
+    )
+    lines.append(
+        "| **machine busy (all CPUs)** | "
+        + " | ".join(_pct(w.get("machine_busy_share")) for _, w in windows)
+        + " |"
+    )
+    lines.append(
+        "| CPU s used by processes outside this run | "
+        + " | ".join(_fmt(w.get("other_processes_cpu_s")) for _, w in windows)
+        + " |"
+    )
+    lines.append("")
+    return lines
+
+
+def _profile_tables(results: dict) -> list[str]:
+    lines = []
+    for path, title in PROFILES:
+        profile = _get(results, path)
+        if not profile:
+            continue
+        lines += [f"#### {title}", ""]
+        if profile.get("error"):
+            lines += [f"No profile: {profile['error']}", ""]
+            continue
+        lines += [
+            f"py-spy, {profile.get('rate_hz')} Hz for {_fmt(profile.get('seconds'))} "
+            f"s, idle samples included: {profile.get('samples_focus')} samples of "
+            "the working threads. Category = innermost library frame.",
+            "",
+            "| where | share of samples |",
+            "|---|---:|",
+        ]
+        for row in profile.get("categories", [])[:8]:
+            lines.append(f"| {row['name']} | {_pct(row['share'])} |")
+        lines += ["", "Top frames (innermost):", ""]
+        for row in profile.get("top_frames", [])[:6]:
+            lines.append(f"- `{row['name']}` {_pct(row['share'])}")
+        lines.append("")
+    return lines
+
+
+def _share(results: dict, path: str, category_prefix: str):
+    for row in _get(results, path + ".categories") or []:
+        if row["name"].startswith(category_prefix):
+            return row["share"]
+    return None
+
+
+def _stage(results: dict, prefix: str) -> dict:
+    for stage in _get(results, "diagnostics.stages") or []:
+        if stage["stage"].startswith(prefix):
+            return stage
+    return {}
+
+
+def _analysis(results: dict) -> list[str]:
+    """One paragraph per missed target, from this run's figures."""
+    missed = {t["id"] for t in results.get("targets", []) if t["passed"] is False}
+    if not missed:
+        return []
+    lines = ["### Why the missed targets are missed", ""]
+
+    def fig(path: str) -> str:
+        return _fmt(_get(results, path))
+
+    place = _stage(results, "PlaceTrade")
+    execute = _stage(results, "executor: one")
+    rtt = _get(results, "diagnostics.exchange_rtt_p50_ms")
+    pg_rtt = _get(results, "diagnostics.postgres_rtt_p50_ms")
+    half_cpu = _get(results, "placement.half_peak_cpu") or {}
+    e2e_cpu = _get(results, "end_to_end.half_peak_cpu") or {}
+    if "placement_vs_pgbench" in missed:
+        lines.append(
+            "- **PlaceTrade/s vs pgbench.** The database is not the bound: "
+            "PlaceTrade's own SQL through pgbench (`placement.sql`, same clients) "
+            f"runs {_fmt(_get(results, 'placement.pgbench_placement_sql_tps'))}/s, "
+            "and PlaceTrade over HTTP reaches "
+            f"{fig('placement.placetrade_vs_pgbench_placement_sql_ratio')}"
+            " of it. The bound is the api's Python per request: "
+            f"{_fmt((half_cpu.get('cpu_ms_per_unit') or {}).get('api'))} ms of api "
+            "CPU per PlaceTrade under load (in-process, unloaded: "
+            f"{_fmt(place.get('cpu_ms_per_unit'))} ms CPU, "
+            f"{_fmt(place.get('sql_per_unit'))} SQL statements, "
+            f"{_fmt(place.get('redis_per_unit'))} Redis commands, "
+            f"{_fmt(place.get('http_per_unit'))} exchange request), on a machine "
+            f"{_pct(half_cpu.get('machine_busy_share'))} busy. "
+            "A tpcb-like transaction is five statements issued by C code. The api "
+            "profile below shows where the request threads' wall time goes "
+            "(PostgreSQL "
+            f"{_pct(_share(results, 'placement.profile_api', 'PostgreSQL'))}, Redis "
+            f"{_pct(_share(results, 'placement.profile_api', 'Redis'))}, exchange "
+            f"HTTP {_pct(_share(results, 'placement.profile_api', 'exchange'))}): "
+            "waits stretched by CPU contention. Levers, none in the benchmark's "
+            "remit (broker/ is other work in progress): fewer round trips per "
+            "placement (one INSERT … RETURNING per row kind, the TradeEvent rows "
+            "in one bulk insert), one Redis pipeline for the two throttles, "
+            "server-side prepared statements (psycopg `prepare_threshold`), more "
+            "gunicorn workers only once CPU is free."
+        )
+    if "placement_tail" in missed:
+        lines.append(
+            "- **PlaceTrade tail.** p99 "
+            f"{_fmt(_get(results, 'placement.placetrade_half_peak_p99_ms'))} ms vs "
+            f"p50 {_fmt(_get(results, 'placement.placetrade_half_peak_p50_ms'))} "
+            "ms at half peak: with the 2 CPUs saturated (machine "
+            f"{_pct(half_cpu.get('machine_busy_share'))} busy, "
+            f"{_fmt(half_cpu.get('other_processes_cpu_s'))} CPU s used by "
+            "processes outside this run in the window) requests queue for a CPU."
+        )
+    if rtt is not None and ("placement_vs_pgbench" in missed or "e2e_p99" in missed):
+        lines.append(
+            f"- **exchange_mock round trip.** p50 {_fmt(rtt)} ms against "
+            f"PostgreSQL's {_fmt(pg_rtt)} ms on the same loopback (ratio "
+            f"{_fmt(_get(results, 'diagnostics.exchange_vs_postgres_rtt_ratio'))}). "
+            "exchange_mock's `BaseHTTPRequestHandler` sends the headers and the "
+            "body of a response in separate writes without TCP_NODELAY, so the "
+            "body waits for the client's delayed ACK (Nagle). Every PlaceTrade "
+            "pays it once (the quote) and every executor message once (the "
+            "order), in series per topic. The fix is one line in "
+            "`exchange_mock/server.py` (`disable_nagle_algorithm = True` on the "
+            "handler); `python -m benchmarks --exchange-nodelay` measures it "
+            "(see Experiments when that run is present)."
+        )
+    if "relay_throughput" in missed:
+        lines.append(
+            "- **Relay vs raw producer.** The raw producer streams "
+            f"{_fmt(_get(results, 'relay.raw_producer_msgs_per_s'))} msg/s; "
+            "flushing every batch as the relay does already costs it "
+            "(ratio "
+            f"{fig('relay.raw_producer_flush_per_batch_vs_streaming_ratio')}"
+            "). The relay profile: its own loop (produce calls into librdkafka, "
+            "building each message) "
+            f"{_pct(_share(results, 'relay.profile_relay', 'project'))}, PostgreSQL "
+            "(SELECT the batch, stamp it published) "
+            f"{_pct(_share(results, 'relay.profile_relay', 'PostgreSQL'))}, JSON "
+            f"{_pct(_share(results, 'relay.profile_relay', 'JSON'))}. Levers "
+            "(broker/relay, not changed here): pipeline batches (SELECT the next "
+            "batch while the previous one is in flight, stamp asynchronously), "
+            "larger batches, encode the payload once in SQL (the row's jsonb as "
+            "text) instead of json.loads/dumps per row."
+        )
+    if "relay_lag" in missed:
+        lines.append(
+            "- **Relay lag.** p99 "
+            f"{_fmt(_get(results, 'relay.relay_lag_p99_ms'))} ms vs the naive "
+            f"poller's {_fmt(_get(results, 'relay.naive_relay_lag_p99_ms'))} ms; "
+            f"p50 {_fmt(_get(results, 'relay.relay_lag_p50_ms'))} ms shows NOTIFY "
+            "works: the tail is the batch's flush (acks=all, linger) and CPU "
+            "contention, not polling."
+        )
+    if "e2e_p99" in missed:
+        sustained = _get(results, "end_to_end.e2e_max_sustained_tps")
+        offered = _get(results, "end_to_end.half_peak.offered_rate")
+        lines.append(
+            "- **End-to-end p99.** Half the placement peak "
+            f"({_fmt(offered)}/s) is above what the whole pipeline sustains ("
+            + (
+                f"{_fmt(sustained)}/s measured"
+                if sustained
+                else "no step of the ramp was sustained in this run"
+            )
+            + "), so trades queue in the topics and "
+            "the latency is the queue's. Per trade the pipeline costs, in CPU ms: "
+            + ", ".join(
+                f"{role} {_fmt(ms)}"
+                for role, ms in (e2e_cpu.get("cpu_ms_per_unit") or {}).items()
+            )
+            + f" (machine {_pct(e2e_cpu.get('machine_busy_share'))} busy). An "
+            "executor message is "
+            f"{_fmt(execute.get('sql_per_unit'))} SQL statements in "
+            f"{_fmt(execute.get('commits_per_unit'))} transactions and one "
+            "exchange request (unloaded: "
+            f"{_fmt(execute.get('wall_ms_per_unit'))} ms wall, "
+            f"{_fmt(execute.get('cpu_ms_per_unit'))} ms CPU); the executor profile "
+            "shows its leader threads in PostgreSQL "
+            f"{_pct(_share(results, 'end_to_end.profile_executor', 'PostgreSQL'))}"
+            " and exchange HTTP "
+            f"{_pct(_share(results, 'end_to_end.profile_executor', 'exchange'))}"
+            " of the time. Levers (executor/, not changed here): batch "
+            "consecutive messages of a topic into one fenced transaction (one "
+            "fence check and one offset write per batch instead of per message), "
+            "pipeline exchange requests per topic, TCP_NODELAY in exchange_mock."
+        )
+    if "executor_scaling" in missed:
+        lines.append(
+            "- **Executor scaling.** At the most topics, going from the fewest to "
+            "the most executors changed end-to-end throughput by a factor "
+            f"{_fmt(_get(results, 'scale.executor_scaling_ratio'))}: the executors "
+            "do not run out of parallelism (one thread per led topic already) but "
+            "share the same 2 CPUs with the api, PostgreSQL and Kafka (table "
+            "above: the machine is saturated during the bursts). More executor "
+            "processes add ZooKeeper sessions and Kafka consumers, not CPU."
+        )
+    if "failover_p99" in missed:
+        lines.append(
+            "- **Failover.** The successor is elected when ZooKeeper expires the "
+            "killed leader's session; the rest is the successor's assignment, "
+            "log-on and first order."
+        )
+    lines.append("")
+    return lines
+
+
+def _where_time_goes(results: dict) -> list[str]:
+    body = _analysis(results) + _cpu_table(results) + _profile_tables(results)
+    if not body:
+        return []
+    return ["## Where the time goes", "", *body]
+
+
+def _experiments(results_path: Path, page: Path) -> list[str]:
+    """Runs of ``--exchange-nodelay`` next to this one: before/after."""
+    results = json.loads(results_path.read_text())
+    others = sorted(
+        (
+            p
+            for p in results_path.parent.glob("*-exchange-nodelay.json")
+            if p != results_path
+        ),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not others or results["run"].get("exchange_nodelay"):
+        return []
+    other_path = others[-1]
+    other = json.loads(other_path.read_text())
+    rows = [
+        ("exchange_mock round trip p50", "diagnostics.exchange_rtt_p50_ms", "ms"),
+        (
+            "PlaceTrade in-process, wall ms",
+            "diagnostics.stages.0.wall_ms_per_unit",
+            "ms",
+        ),
+        (
+            "executor message in-process, wall ms",
+            "diagnostics.stages.1.wall_ms_per_unit",
+            "ms",
+        ),
+        ("PlaceTrade/s (best concurrency)", "placement.placetrade_peak_tps", "/s"),
+        ("PlaceTrade/s ÷ pgbench", "placement.placetrade_vs_pgbench_tpcb_ratio", ""),
+        ("place→filled p50 at half peak", "end_to_end.e2e_half_peak_p50_ms", "ms"),
+        ("place→filled p99 at half peak", "end_to_end.e2e_half_peak_p99_ms", "ms"),
+        ("max sustained trades/s", "end_to_end.e2e_max_sustained_tps", "/s"),
+    ]
+    lines = [
+        "## Experiments",
+        "",
+        "### exchange_mock with TCP_NODELAY (before / after)",
+        "",
+        f"After: [`{_rel(other_path, page)}`]({_rel(other_path, page)}) (run "
+        f"`{other['run']['run_id']}`, profile {other['run']['profile']}, sections "
+        f"{', '.join(other['run'].get('sections', []))}), exchange_mock started with "
+        "TCP_NODELAY by `benchmarks/exchange_nodelay.py`; before: this run. "
+        "Different runs on a shared machine: compare with care.",
+        "",
+        "| figure | as shipped (this run) | TCP_NODELAY |",
+        "|---|---:|---:|",
+    ]
+    for label, path, unit in rows:
+        lines.append(
+            f"| {label} | {_fmt(_get(results, path), unit)} | "
+            f"{_fmt(_get(other, path), unit)} |"
+        )
+    lines.append("")
+    return lines
 
 
 def _details(results: dict) -> list[str]:
@@ -680,7 +1044,7 @@ def _details(results: dict) -> list[str]:
         for p in placement.get("sweep", []):
             lines.append(
                 f"| {p['concurrency']} | {_fmt(p['tps'])} | {_fmt(p['p50_ms'])} | "
-                f"{_fmt(p['p99_ms'])} | {p['statuses']} |"
+                f"{_fmt(p['p99_ms'])} | {p.get('statuses', '')} |"
             )
         half = placement.get("half_peak", {})
         lines += [
