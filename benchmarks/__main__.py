@@ -79,6 +79,77 @@ def _run_section(ctx: Context, name: str) -> dict:
     return module.run(ctx)
 
 
+def _run_section_resilient(ctx: Context, name: str, progress: Progress) -> dict:
+    """Run a section; if a shared service restarted under it (the fault-injection
+    suites on this stack do that), wait for the stack to answer again and run
+    the section once more from scratch, recording why."""
+    before = _services(ctx.run)
+    try:
+        _fresh_connections()
+        return _run_section(ctx, name)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        restarted = [k for k, v in _services(ctx.run).items() if before.get(k) != v]
+        if not restarted and not _looks_like_outage(exc):
+            raise
+        progress.log(
+            f"{name}: interrupted by an outage of the shared stack "
+            f"({', '.join(restarted) or type(exc).__name__}); retrying once"
+        )
+        _wait_for_stack(ctx.run, progress)
+        ctx.stop_main_system()
+        ctx.retire_placement_system()
+        _fresh_connections()
+        result = _run_section(ctx, name)
+        result["retried_after"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        return result
+
+
+def _looks_like_outage(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(
+        needle in text
+        for needle in (
+            "operationalerror",
+            "adminshutdown",
+            "connection is closed",
+            "terminating connection",
+            "connection refused",
+            "server closed the connection",
+        )
+    )
+
+
+def _fresh_connections() -> None:
+    from django.db import connections
+
+    for conn in connections.all():
+        conn.close_if_unusable_or_obsolete()
+        if conn.connection is not None and not conn.is_usable():
+            conn.close()
+
+
+def _wait_for_stack(run: BenchRun, progress: Progress) -> None:
+    from benchmarks.util import wait_for
+
+    def postgres_up() -> bool:
+        try:
+            with run.admin_connect() as conn:
+                conn.execute("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    wait_for(
+        postgres_up,
+        timeout=180,
+        interval=1,
+        what="PostgreSQL to answer again",
+        progress=lambda e: progress.update(f"waiting for the stack ({e:.0f}s)"),
+    )
+
+
 def _services(run: BenchRun) -> dict[str, str]:
     """Identity of each shared service (PostgreSQL's start time, the others'
     pids): the machine is shared with fault-injection suites that restart them,
@@ -178,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             section_started = time.monotonic()
             services_before = _services(run)
             try:
-                results[section] = _run_section(ctx, section)
+                results[section] = _run_section_resilient(ctx, section, progress)
                 results[section]["elapsed_s"] = round(
                     time.monotonic() - section_started, 1
                 )
