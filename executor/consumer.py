@@ -68,10 +68,10 @@ class TopicConsumer:
             self._last_message_at = time.monotonic()
         return message
 
-    def observe_lag(self) -> int:
+    def observe_lag(self) -> int | None:
         """Consumer lag per partition (high watermark - next offset to handle) for
-        the metric; returns the total. One small broker round trip per partition:
-        call it every few seconds."""
+        the metric; returns the total, None when the broker did not answer. One
+        small broker round trip per partition: call it every few seconds."""
         total = 0
         for partition, expected in self._next.items():
             try:
@@ -79,21 +79,24 @@ class TopicConsumer:
                     TopicPartition(self.topic, partition), timeout=1
                 )
             except Exception:
-                continue
-            if high >= 0:
-                lag = max(0, high - max(expected, low))
-                CONSUMER_LAG.labels(self.topic, str(partition)).set(lag)
-                total += lag
+                return None
+            if high < 0:
+                return None
+            lag = max(0, high - max(expected, low))
+            CONSUMER_LAG.labels(self.topic, str(partition)).set(lag)
+            total += lag
         return total
 
     def stalled(self, after_seconds: float) -> bool:
-        """Messages wait on the broker but none has arrived for ``after_seconds``.
-        librdkafka's fetcher for an assign()ed partition can stay stuck after a
-        broker restart (confluentinc/librdkafka#5153, #4492); the leader then
-        replaces this consumer (offsets are in PostgreSQL, nothing is lost)."""
+        """No message for ``after_seconds`` while messages wait on the broker, or
+        while this consumer cannot even get the watermarks. librdkafka's fetcher
+        for an assign()ed partition can stay stuck after a broker restart
+        (confluentinc/librdkafka#5153, #4492); the leader then replaces this
+        consumer (offsets are in PostgreSQL, nothing is lost)."""
         if time.monotonic() - self._last_message_at < after_seconds:
             return False
-        return self.observe_lag() > 0
+        lag = self.observe_lag()
+        return lag is None or lag > 0
 
     def commit_hint(self, message: Message) -> None:
         """Mirror progress into Kafka's group offsets so standard lag tooling sees

@@ -8,7 +8,9 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from django.db import close_old_connections
 from kazoo.client import KazooClient, KazooState
@@ -277,13 +279,7 @@ class Executor:
                     if time.monotonic() >= next_lag_check:
                         next_lag_check = time.monotonic() + LAG_CHECK_SECONDS
                         if consumer.stalled(CONSUMER_STALL_SECONDS):
-                            logger.warning(
-                                "consumer stalled with messages waiting, replacing "
-                                "it topic=%s",
-                                topic,
-                            )
-                            consumer.close()
-                            consumer = new_consumer()
+                            consumer = self._replace_consumer(consumer, new_consumer)
                     if self._should_resign(topic, node_path):
                         logger.info(
                             "resigning topic=%s to balance leadership (share %s)",
@@ -318,6 +314,24 @@ class Executor:
             exchange.close()
             close_old_connections()
             logger.info("stopped leading topic=%s epoch=%s", topic, epoch)
+
+    def _replace_consumer(
+        self, stalled: TopicConsumer, new_consumer: Callable[[], TopicConsumer]
+    ) -> TopicConsumer:
+        """A fresh consumer at the stored offsets, or the old one while Kafka does
+        not answer (tried again at the next check)."""
+        try:
+            fresh = new_consumer()
+        except (KafkaException, RuntimeError) as exc:
+            logger.warning(
+                "consumer stalled, Kafka unavailable topic=%s error=%s",
+                stalled.topic,
+                exc,
+            )
+            return stalled
+        logger.warning("consumer stalled, replaced topic=%s", stalled.topic)
+        stalled.close()
+        return fresh
 
     def _still_own(self, node_path: str) -> bool:
         """After a reconnect: is our election node still there, and ours?"""
