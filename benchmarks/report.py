@@ -607,7 +607,13 @@ def _markdown(results: dict, results_path: Path, plots: dict, page: Path) -> str
             "> ⚠ **Disturbed sections** (a shared service restarted while they "
             "ran, their figures include the outage): "
             + "; ".join(
-                f"`{section}` ({', '.join(names)})"
+                f"`{section}` ({', '.join(names)}"
+                + (
+                    ": it was interrupted and re-run from scratch once"
+                    if results[section].get("retried_after")
+                    else ""
+                )
+                + ")"
                 for section, names in disturbed.items()
             ),
             "",
@@ -721,7 +727,9 @@ def _cpu_table(results: dict) -> list[str]:
         "",
         "CPU seconds (user + system, from /proc) each role used over the window, "
         "divided by the trades placed in it. PostgreSQL, Kafka and ZooKeeper serve "
-        "every user of the shared stack, so their figures are upper bounds.",
+        "every user of the shared stack, so their figures are upper bounds; "
+        "processes that exit inside the window are not counted (a restart, or "
+        "PostgreSQL backends closing, can leave a role at 0).",
         "",
         header,
         "|---|" + "---:|" * len(windows),
