@@ -45,11 +45,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--no-page", action="store_true", help="write the JSON, not BENCHMARKS.md"
     )
     parser.add_argument(
-        "--exchange-nodelay",
-        action="store_true",
-        help="experiment: run exchange_mock with TCP_NODELAY (the recommended fix)",
-    )
-    parser.add_argument(
         "--keep-database",
         action="store_true",
         help="keep bench_<runid> for inspection (topics etc. are still removed)",
@@ -179,6 +174,25 @@ def _services(run: BenchRun) -> dict[str, str]:
     return found
 
 
+def _git_state() -> tuple[str, list[str]]:
+    """HEAD of the checkout measured and the tracked files that differ from it
+    (other work in progress on a shared checkout), so a results file says which
+    code it measured (see benchmarks/results/changes.json)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short=12", "HEAD") or "?"
+        changed = git("diff", "HEAD", "--name-only").splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return "?", []
+    return head, changed
+
+
 def _postgres_version(run: BenchRun) -> str:
     try:
         with run.admin_connect() as conn:
@@ -200,19 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     t0 = time.monotonic()
     run = BenchRun.create(progress)
-    run.exchange_nodelay = args.exchange_nodelay
+    git_commit, git_uncommitted = _git_state()
     name = started.strftime("%Y-%m-%d") + ("-quick" if args.quick else "")
     if args.only:
         name += "-" + "-".join(args.sections)
-    if args.exchange_nodelay:
-        name += "-exchange-nodelay"
     results: dict = {
         "schema": 1,
         "run": {
             "run_id": run.run_id,
             "profile": profile.name,
             "quick": args.quick,
-            "exchange_nodelay": args.exchange_nodelay,
+            "git_commit": git_commit,
+            "git_uncommitted": git_uncommitted,
             "provisional": True,
             "sections": args.sections,
             "started_at": started.isoformat(timespec="seconds"),

@@ -618,17 +618,12 @@ def _markdown(results: dict, results_path: Path, plots: dict, page: Path) -> str
             ),
             "",
         ]
-    if run.get("exchange_nodelay"):
-        lines += [
-            "> **Experiment:** exchange_mock ran with TCP_NODELAY "
-            "(`--exchange-nodelay`, benchmarks/exchange_nodelay.py), not as shipped.",
-            "",
-        ]
     machine = run.get("machine", {})
     lines += [
         f"- run `{run['run_id']}`, {run['started_at']} → {run['finished_at']} "
         f"({run['duration_s']:.0f} s), profile **{run['profile']}**"
-        + (f", sections: {', '.join(run['sections'])}" if run.get("sections") else ""),
+        + (f", sections: {', '.join(run['sections'])}" if run.get("sections") else "")
+        + (f"; code {_code(run)}" if run.get("git_commit") else ""),
         f"- machine: {machine.get('cpus')} CPUs, load average "
         f"{machine.get('loadavg_start')} at start, {machine.get('loadavg_end')} at "
         f"end; PostgreSQL {machine.get('postgres', '?')}; Python "
@@ -647,7 +642,9 @@ def _markdown(results: dict, results_path: Path, plots: dict, page: Path) -> str
             lines.append(f"- `{section}`: {first}")
     lines += ["", "## Targets", ""]
     lines += _targets_table(results["targets"])
-    lines += ["", "## Figures and their references", ""]
+    lines += [""]
+    lines += _before_after(results, results_path, page)
+    lines += ["## Figures and their references", ""]
     lines += _figures_table(results)
     lines += [""]
     for key, title in [
@@ -659,7 +656,6 @@ def _markdown(results: dict, results_path: Path, plots: dict, page: Path) -> str
         if key in plots:
             lines += [f"### {title}", "", f"![{title}]({_rel(plots[key], page)})", ""]
     lines += _where_time_goes(results)
-    lines += _experiments(results_path, page)
     lines += _details(results)
     lines += _method()
     return "\n".join(lines).rstrip() + "\n"
@@ -852,19 +848,7 @@ def _analysis(results: dict) -> list[str]:
             "processes outside this run in the window) requests queue for a CPU."
         )
     if rtt is not None and ("placement_vs_pgbench" in missed or "e2e_p99" in missed):
-        lines.append(
-            f"- **exchange_mock round trip.** p50 {_fmt(rtt)} ms against "
-            f"PostgreSQL's {_fmt(pg_rtt)} ms on the same loopback (ratio "
-            f"{_fmt(_get(results, 'diagnostics.exchange_vs_postgres_rtt_ratio'))}). "
-            "exchange_mock's `BaseHTTPRequestHandler` sends the headers and the "
-            "body of a response in separate writes without TCP_NODELAY, so the "
-            "body waits for the client's delayed ACK (Nagle). Every PlaceTrade "
-            "pays it once (the quote) and every executor message once (the "
-            "order), in series per topic. The fix is one line in "
-            "`exchange_mock/server.py` (`disable_nagle_algorithm = True` on the "
-            "handler); `python -m benchmarks --exchange-nodelay` measures it "
-            "(see Experiments when that run is present)."
-        )
+        lines.append(_exchange_paragraph(results, rtt, pg_rtt, place, execute))
     if "relay_throughput" in missed:
         lines.append(
             "- **Relay vs raw producer.** The raw producer streams "
@@ -893,47 +877,29 @@ def _analysis(results: dict) -> list[str]:
             "contention, not polling."
         )
     if "e2e_p99" in missed:
-        sustained = _get(results, "end_to_end.e2e_max_sustained_tps")
-        offered = _get(results, "end_to_end.half_peak.offered_rate")
-        lines.append(
-            "- **End-to-end p99.** Half the placement peak "
-            f"({_fmt(offered)}/s) is above what the whole pipeline sustains ("
-            + (
-                f"{_fmt(sustained)}/s measured"
-                if sustained
-                else "no step of the ramp was sustained in this run"
-            )
-            + "), so trades queue in the topics and "
-            "the latency is the queue's. Per trade the pipeline costs, in CPU ms: "
-            + ", ".join(
-                f"{role} {_fmt(ms)}"
-                for role, ms in (e2e_cpu.get("cpu_ms_per_unit") or {}).items()
-            )
-            + f" (machine {_pct(e2e_cpu.get('machine_busy_share'))} busy). An "
-            "executor message is "
-            f"{_fmt(execute.get('sql_per_unit'))} SQL statements in "
-            f"{_fmt(execute.get('commits_per_unit'))} transactions and one "
-            "exchange request (unloaded: "
-            f"{_fmt(execute.get('wall_ms_per_unit'))} ms wall, "
-            f"{_fmt(execute.get('cpu_ms_per_unit'))} ms CPU); the executor profile "
-            "shows its leader threads in PostgreSQL "
-            f"{_pct(_share(results, 'end_to_end.profile_executor', 'PostgreSQL'))}"
-            " and exchange HTTP "
-            f"{_pct(_share(results, 'end_to_end.profile_executor', 'exchange'))}"
-            " of the time. Levers (executor/, not changed here): batch "
-            "consecutive messages of a topic into one fenced transaction (one "
-            "fence check and one offset write per batch instead of per message), "
-            "pipeline exchange requests per topic, TCP_NODELAY in exchange_mock."
-        )
+        lines.append(_e2e_paragraph(results, e2e_cpu, execute))
     if "executor_scaling" in missed:
         lines.append(
             "- **Executor scaling.** At the most topics, going from the fewest to "
             "the most executors changed end-to-end throughput by a factor "
             f"{_fmt(_get(results, 'scale.executor_scaling_ratio'))}: the executors "
             "do not run out of parallelism (one thread per led topic already) but "
-            "share the same 2 CPUs with the api, PostgreSQL and Kafka (table "
-            "above: the machine is saturated during the bursts). More executor "
-            "processes add ZooKeeper sessions and Kafka consumers, not CPU."
+            "share the same 2 CPUs with the api, PostgreSQL and Kafka (machine "
+            "busy during those bursts: "
+            + ", ".join(
+                f"{label.rsplit(', ', 1)[-1]} {_pct(window.get('machine_busy_share'))}"
+                for label, window in _cpu_windows(results)
+                if label.startswith("scale burst")
+            )
+            + "; executor CPU per trade: "
+            + ", ".join(
+                f"{label.rsplit(', ', 1)[-1]} "
+                f"{_fmt((window.get('cpu_ms_per_unit') or {}).get('executors'))} ms"
+                for label, window in _cpu_windows(results)
+                if label.startswith("scale burst")
+            )
+            + "). More executor processes add ZooKeeper sessions, Kafka consumers "
+            "and their polling, not CPU."
         )
     if "failover_p99" in missed:
         lines.append(
@@ -945,6 +911,139 @@ def _analysis(results: dict) -> list[str]:
     return lines
 
 
+# An exchange_mock round trip above this is the delayed-ACK stall (Nagle) that
+# exchange_mock's TCP_NODELAY (bdc8c85) removed: ~40 ms per call.
+SLOW_EXCHANGE_RTT_MS = 10.0
+
+
+def _exchange_paragraph(
+    results: dict, rtt: float, pg_rtt, place: dict, execute: dict
+) -> str:
+    head = (
+        f"- **exchange_mock round trip.** p50 {_fmt(rtt)} ms against "
+        f"PostgreSQL's {_fmt(pg_rtt)} ms on the same loopback (ratio "
+        f"{_fmt(_get(results, 'diagnostics.exchange_vs_postgres_rtt_ratio'))}). "
+    )
+    if rtt >= SLOW_EXCHANGE_RTT_MS:
+        return head + (
+            "That is the delayed-ACK stall: exchange_mock's handler writes the "
+            "headers and the body of a response separately, and without "
+            "TCP_NODELAY the body waits for the client's delayed ACK (~40 ms). "
+            "Every PlaceTrade pays it once (the quote) and every executor message "
+            "once (the order), in series per topic. Check that "
+            "`disable_nagle_algorithm = True` on `ExchangeRequestHandler` "
+            "(exchange_mock/server.py) is still in force."
+        )
+    shares = []
+    for what, stage in (("an executor message", execute), ("a PlaceTrade", place)):
+        wall = stage.get("wall_ms_per_unit")
+        calls = stage.get("http_per_unit") or 0
+        if wall:
+            shares.append(
+                f"{_pct(min(1.0, rtt * calls / wall))} of {what}'s unloaded wall "
+                f"time ({_fmt(wall)} ms)"
+            )
+    return head + (
+        "No longer a bound (exchange_mock has TCP_NODELAY since bdc8c85): "
+        + (" and ".join(shares) if shares else "a small share of each unit")
+        + "."
+    )
+
+
+def _e2e_paragraph(results: dict, e2e_cpu: dict, execute: dict) -> str:
+    sustained = _get(results, "end_to_end.e2e_max_sustained_tps")
+    offered = _get(results, "end_to_end.half_peak.offered_rate")
+    topics = _get(results, "end_to_end.topics")
+    cpus = _get(results, "run.machine.cpus") or 2
+    cpu_per_unit = e2e_cpu.get("cpu_ms_per_unit") or {}
+    if sustained is None:
+        queue = (
+            f"Half the placement peak ({_fmt(offered)}/s) is above what the whole "
+            "pipeline sustains (no step of the ramp was sustained in this run), so "
+            "trades queue in the topics and the latency is the queue's."
+        )
+    elif offered is not None and sustained < offered:
+        queue = (
+            f"Half the placement peak ({_fmt(offered)}/s) is above what the whole "
+            f"pipeline sustains ({_fmt(sustained)}/s measured, "
+            f"{_fmt(sustained / offered)} of it), so trades queue in the topics "
+            "and the latency is the queue's: p50 "
+            f"{_fmt(_get(results, 'end_to_end.e2e_half_peak_p50_ms'))} ms, p99 "
+            f"{_fmt(_get(results, 'end_to_end.e2e_half_peak_p99_ms'))} ms."
+        )
+    else:
+        queue = (
+            f"The pipeline sustains {_fmt(sustained)}/s, at least the offered "
+            f"{_fmt(offered)}/s, so the p99 is not a growing queue: it is one "
+            "trade's path (placement, relay, executor, exchange, settlement) "
+            "stretched by CPU contention."
+        )
+    total_cpu = sum(v for v in cpu_per_unit.values() if isinstance(v, int | float))
+    cpu = (
+        "Per trade the pipeline costs, in CPU ms: "
+        + ", ".join(f"{role} {_fmt(ms)}" for role, ms in cpu_per_unit.items())
+        + (
+            f" — {_fmt(total_cpu)} ms in all, a ceiling of "
+            f"{_fmt(cpus * 1000 / total_cpu)} trades/s on {cpus} CPUs if nothing "
+            "else ran"
+            if total_cpu
+            else ""
+        )
+        + f" (machine {_pct(e2e_cpu.get('machine_busy_share'))} busy, "
+        f"{_fmt(e2e_cpu.get('other_processes_cpu_s'))} CPU s used by processes "
+        "outside this run in the window)."
+    )
+    wall = execute.get("wall_ms_per_unit")
+    serial = ""
+    if wall and topics:
+        serial = (
+            f" A topic's leader handles its messages one at a time, so "
+            f"{_fmt(wall)} ms per message is at most {_fmt(1000 / wall)} "
+            f"messages/s per topic, {_fmt(topics * 1000 / wall)}/s over "
+            f"{topics} topics, unloaded; under load each of those waits "
+            "stretches."
+        )
+    executor = (
+        " An executor message is "
+        f"{_fmt(execute.get('sql_per_unit'))} SQL statements in "
+        f"{_fmt(execute.get('commits_per_unit'))} fenced transactions (each opens "
+        "with the epoch check `SELECT … FOR SHARE` and ends with a commit, the "
+        "second also writes the offset) and one exchange request (unloaded: "
+        f"{_fmt(wall)} ms wall, {_fmt(execute.get('cpu_ms_per_unit'))} ms CPU); "
+        "the executor profile shows its leader threads waiting on PostgreSQL "
+        f"{_pct(_share(results, 'end_to_end.profile_executor', 'PostgreSQL'))}"
+        " and on exchange HTTP "
+        f"{_pct(_share(results, 'end_to_end.profile_executor', 'exchange'))}"
+        " of the time." + serial
+    )
+    numeric = {
+        role: ms for role, ms in cpu_per_unit.items() if isinstance(ms, int | float)
+    }
+    top_role = max(numeric, key=numeric.get) if numeric else None
+    levers = (
+        " Next levers (executor/, not changed here), in order of the evidence: "
+        "(1) batch the consecutive messages a poll returns for a topic into one "
+        "fenced transaction per phase — one epoch check, one offset write and "
+        "one commit per batch instead of two per message — which cuts the "
+        "PostgreSQL round trips that dominate the leader's time; (2) pipeline the "
+        "batch's exchange requests (several orders in flight per topic, settled "
+        "together), so per-topic throughput no longer equals 1 ÷ one message's "
+        "wall time"
+        + (
+            f"; (3) then CPU per trade, {top_role}'s first (the largest share "
+            f"above, {_fmt(cpu_per_unit[top_role])} ms)"
+            if top_role
+            else ""
+        )
+        + (
+            ": with the machine saturated, the ceiling is CPU, not waits."
+            if (e2e_cpu.get("machine_busy_share") or 0) >= 0.9
+            else "."
+        )
+    )
+    return "- **End-to-end p99.** " + queue + " " + cpu + executor + levers
+
+
 def _where_time_goes(results: dict) -> list[str]:
     body = _analysis(results) + _cpu_table(results) + _profile_tables(results)
     if not body:
@@ -952,59 +1051,164 @@ def _where_time_goes(results: dict) -> list[str]:
     return ["## Where the time goes", "", *body]
 
 
-def _experiments(results_path: Path, page: Path) -> list[str]:
-    """Runs of ``--exchange-nodelay`` next to this one: before/after."""
-    results = json.loads(results_path.read_text())
-    others = sorted(
-        (
-            p
-            for p in results_path.parent.glob("*-exchange-nodelay.json")
-            if p != results_path
-        ),
-        key=lambda p: p.stat().st_mtime,
-    )
-    if not others or results["run"].get("exchange_nodelay"):
+# -- before / after ------------------------------------------------------------------
+
+CHANGES_FILE = "changes.json"
+
+# Figures shown under the targets in a before/after comparison: the ones a change
+# is expected to move. (label, path or stage prefix, unit)
+BEFORE_AFTER_FIGURES = (
+    ("exchange_mock round trip p50", "diagnostics.exchange_rtt_p50_ms", "ms"),
+    ("PlaceTrade in-process, wall per trade", "stage:PlaceTrade", "ms"),
+    ("executor message in-process, wall per message", "stage:executor: one", "ms"),
+    ("PlaceTrade/s (best concurrency)", "placement.placetrade_peak_tps", "/s"),
+    ("place→filled p50 at half peak", "end_to_end.e2e_half_peak_p50_ms", "ms"),
+    ("place→filled p99 at half peak", "end_to_end.e2e_half_peak_p99_ms", "ms"),
+    ("max sustained trades/s end to end", "end_to_end.e2e_max_sustained_tps", "/s"),
+    ("executor CPU per trade, end to end", "cpu:end_to_end:executors", "ms"),
+    ("machine busy, end to end at half peak", "busy:end_to_end", ""),
+)
+
+
+def comparisons_for(results_path: Path) -> list[dict]:
+    """The entries of ``changes.json`` (beside the results file) whose ``after``
+    is this results file, each with its ``before`` results loaded; entries whose
+    before file is missing are skipped.
+
+    changes.json: ``{"comparisons": [{"before": "<file>.json", "after":
+    "<file>.json", "changes": [{"commit": "<sha>", "subject": "..."}]}]}`` — the
+    runs are named, never their figures: those are read from the files."""
+    changes = results_path.parent / CHANGES_FILE
+    if not changes.exists():
         return []
-    other_path = others[-1]
-    other = json.loads(other_path.read_text())
-    rows = [
-        ("exchange_mock round trip p50", "diagnostics.exchange_rtt_p50_ms", "ms"),
-        (
-            "PlaceTrade in-process, wall ms",
-            "diagnostics.stages.0.wall_ms_per_unit",
-            "ms",
-        ),
-        (
-            "executor message in-process, wall ms",
-            "diagnostics.stages.1.wall_ms_per_unit",
-            "ms",
-        ),
-        ("PlaceTrade/s (best concurrency)", "placement.placetrade_peak_tps", "/s"),
-        ("PlaceTrade/s ÷ pgbench", "placement.placetrade_vs_pgbench_tpcb_ratio", ""),
-        ("place→filled p50 at half peak", "end_to_end.e2e_half_peak_p50_ms", "ms"),
-        ("place→filled p99 at half peak", "end_to_end.e2e_half_peak_p99_ms", "ms"),
-        ("max sustained trades/s", "end_to_end.e2e_max_sustained_tps", "/s"),
-    ]
-    lines = [
-        "## Experiments",
-        "",
-        "### exchange_mock with TCP_NODELAY (before / after)",
-        "",
-        f"After: [`{_rel(other_path, page)}`]({_rel(other_path, page)}) (run "
-        f"`{other['run']['run_id']}`, profile {other['run']['profile']}, sections "
-        f"{', '.join(other['run'].get('sections', []))}), exchange_mock started with "
-        "TCP_NODELAY by `benchmarks/exchange_nodelay.py`; before: this run. "
-        "Different runs on a shared machine: compare with care.",
-        "",
-        "| figure | as shipped (this run) | TCP_NODELAY |",
-        "|---|---:|---:|",
-    ]
-    for label, path, unit in rows:
-        lines.append(
-            f"| {label} | {_fmt(_get(results, path), unit)} | "
-            f"{_fmt(_get(other, path), unit)} |"
+    out = []
+    for entry in json.loads(changes.read_text()).get("comparisons", []):
+        if entry.get("after") != results_path.name:
+            continue
+        before_path = results_path.parent / entry["before"]
+        if not before_path.exists():
+            continue
+        out.append(
+            {
+                **entry,
+                "before_path": before_path,
+                "before_results": json.loads(before_path.read_text()),
+            }
         )
-    lines.append("")
+    return out
+
+
+def _ba_value(results: dict, spec: str):
+    kind, _, rest = spec.partition(":")
+    if kind == "stage":
+        return _stage(results, rest).get("wall_ms_per_unit")
+    if kind == "cpu":
+        section, role = rest.split(":")
+        return (_get(results, f"{section}.half_peak_cpu.cpu_ms_per_unit") or {}).get(
+            role
+        )
+    if kind == "busy":
+        return _get(results, f"{rest}.half_peak_cpu.machine_busy_share")
+    return _get(results, spec)
+
+
+def _ba_fmt(value, unit: str, spec: str) -> str:
+    return _pct(value) if spec.startswith("busy:") else _fmt(value, unit)
+
+
+def _code(run: dict) -> str:
+    text = f"`{run['git_commit']}`"
+    changed = run.get("git_uncommitted") or []
+    if changed:
+        shown = ", ".join(changed[:8]) + (", …" if len(changed) > 8 else "")
+        text += f" with uncommitted changes to {shown}"
+    return text
+
+
+def _verdict(passed) -> str:
+    return {True: "✅ met", False: "❌ missed", None: "— not measured"}[passed]
+
+
+def _change_factor(before, after) -> str:
+    if not isinstance(before, int | float) or not isinstance(after, int | float):
+        return "—"
+    if before == after:
+        return "="
+    if before == 0 or after == 0:
+        return "—"
+    return f"x {_fmt(after / before)}"
+
+
+def _disturbance(results: dict) -> str:
+    parts = [
+        f"{section} ({', '.join(results[section]['disturbed_by_restart_of'])})"
+        for section in SECTION_ORDER
+        if isinstance(results.get(section), dict)
+        and results[section].get("disturbed_by_restart_of")
+    ]
+    return "; ".join(parts) if parts else "none"
+
+
+def _before_after(results: dict, results_path: Path, page: Path) -> list[str]:
+    lines: list[str] = []
+    for comparison in comparisons_for(results_path):
+        before = comparison["before_results"]
+        before_path = comparison["before_path"]
+        before_targets = {
+            t["id"]: t for t in before.get("targets") or evaluate_targets(before)
+        }
+        brun, arun = before["run"], results["run"]
+        lines += [
+            "## Before / after",
+            "",
+            f"Before: [`{_rel(before_path, page)}`]({_rel(before_path, page)}) "
+            f"(run `{brun['run_id']}`, {brun['started_at']}, profile "
+            f"{brun['profile']}"
+            + (f", code {_code(brun)}" if brun.get("git_commit") else "")
+            + "). After: this run "
+            f"(run `{arun['run_id']}`, {arun['started_at']}, profile "
+            f"{arun['profile']}"
+            + (f", code {_code(arun)}" if arun.get("git_commit") else "")
+            + "). What changed between them (listed in "
+            f"`{_rel(results_path.parent / CHANGES_FILE, page)}`):",
+            "",
+        ]
+        for change in comparison.get("changes", []):
+            lines.append(f"- `{change['commit']}` {change['subject']}")
+        lines += [
+            "",
+            "Two runs minutes apart on the shared machine: a change in a figure "
+            "the commit does not touch is noise (or the other suites' load). "
+            f"Disturbed sections — before: {_disturbance(before)}; after: "
+            f"{_disturbance(results)}.",
+            "",
+            "| target | before: figure | after: figure | before: checked | "
+            "after: checked | result before → after |",
+            "|---|---:|---:|---:|---:|:---:|",
+        ]
+        for t in results["targets"]:
+            b = before_targets.get(t["id"], {})
+            unit = t.get("unit", "")
+            lines.append(
+                f"| {t['description']} | {_fmt(b.get('figure_value'), unit)} | "
+                f"{_fmt(t.get('figure_value'), unit)} | {_fmt(b.get('value'))} | "
+                f"{_fmt(t['value'])} | {_verdict(b.get('passed'))} → "
+                f"{_verdict(t['passed'])} |"
+            )
+        lines += [
+            "",
+            "| figure behind them | before | after | after ÷ before |",
+            "|---|---:|---:|---:|",
+        ]
+        for label, spec, unit in BEFORE_AFTER_FIGURES:
+            b, a = _ba_value(before, spec), _ba_value(results, spec)
+            if b is None and a is None:
+                continue
+            lines.append(
+                f"| {label} | {_ba_fmt(b, unit, spec)} | {_ba_fmt(a, unit, spec)} | "
+                f"{_change_factor(b, a)} |"
+            )
+        lines.append("")
     return lines
 
 

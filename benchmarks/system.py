@@ -77,8 +77,6 @@ class BenchRun:
     _exchange: AppProcess | None = None
     _exchange_launcher: AppLauncher | None = None
     exchange_url: str = ""
-    # Experiment: exchange_mock with TCP_NODELAY (benchmarks/exchange_nodelay.py).
-    exchange_nodelay: bool = False
 
     def ensure_exchange(self) -> AppProcess:
         """One exchange_mock for the whole run, shared by every system: its
@@ -91,20 +89,7 @@ class BenchRun:
                 env={"EXCHANGE_TICK_SECONDS": "0", "LOG_LEVEL": "INFO"},
                 log_dir=self.log_dir,
             )
-            if self.exchange_nodelay:
-                process = self._exchange_launcher.start(
-                    "exchange_mock",
-                    [sys.executable, "-m", "benchmarks.exchange_nodelay"],
-                    extra_env={"EXCHANGE_URL": self.exchange_url},
-                )
-                self._exchange_launcher.wait_http(
-                    process, self.exchange_url + "/healthz"
-                )
-                self._exchange = process
-            else:
-                self._exchange = self._exchange_launcher.start_exchange(
-                    self.exchange_url
-                )
+            self._exchange = self._exchange_launcher.start_exchange(self.exchange_url)
         return self._exchange
 
     @property

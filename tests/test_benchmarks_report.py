@@ -130,3 +130,50 @@ def test_page_shows_each_target_with_its_reference_ratio_and_plots(tmp_path):
         name = f"2026-01-01-quick-{plot}.png"
         assert (tmp_path / name).stat().st_size > 0
         assert f"]({name})" in text
+
+
+def test_page_compares_with_the_run_before_a_change_named_in_changes_json(tmp_path):
+    before = _results()
+    before["placement"]["placetrade_peak_tps"] = 45.0
+    before["placement"]["placetrade_vs_pgbench_tpcb_ratio"] = 0.025
+    before["relay"]["relay_vs_naive_lag_p99_ratio"] = 0.2
+    before["run"]["run_id"] = "before01"
+    (tmp_path / "2026-01-01-before-fix.json").write_text(json.dumps(before))
+    after = _results()
+    after["run"]["git_commit"] = "0123456789ab"
+    after["run"]["git_uncommitted"] = ["docs/OPERATIONS.md"]
+    results_path = tmp_path / "2026-01-01.json"
+    results_path.write_text(json.dumps(after))
+    (tmp_path / "changes.json").write_text(
+        json.dumps(
+            {
+                "comparisons": [
+                    {
+                        "before": "2026-01-01-before-fix.json",
+                        "after": "2026-01-01.json",
+                        "changes": [{"commit": "bdc8c85", "subject": "the fix"}],
+                    }
+                ]
+            }
+        )
+    )
+    page = tmp_path / "BENCHMARKS.md"
+
+    render(results_path, page)
+
+    text = page.read_text()
+    assert "## Before / after" in text
+    assert "](2026-01-01-before-fix.json)" in text and "`before01`" in text
+    assert "- `bdc8c85` the fix" in text
+    assert "`0123456789ab` with uncommitted changes to docs/OPERATIONS.md" in text
+    # Each target: before figure, after figure, checked values, verdicts.
+    assert (
+        "| PlaceTrade/s ≥ 0.5 x pgbench tpcb-like tps at equal clients "
+        "| 45.0 /s | 90.0 /s | 0.025 | 0.05 | ❌ missed → ❌ missed |"
+    ) in text
+    assert "| 0.2 | 0.0667 | ❌ missed → ✅ met |" in text
+    assert "| PlaceTrade/s (best concurrency) | 45.0 /s | 90.0 /s | x 2 |" in text
+
+    # Rendering the before run itself shows no comparison.
+    render(tmp_path / "2026-01-01-before-fix.json", page)
+    assert "## Before / after" not in page.read_text()
