@@ -385,9 +385,7 @@ def test_cancel_before_the_order_was_sent_never_reaches_the_exchange(fence):
     assert Account.objects.get(customer=customer).reserved_cash == 0
 
 
-def test_a_cancel_committed_between_read_and_submit_stops_the_send(
-    fence, monkeypatch
-):
+def test_a_cancel_committed_between_read_and_submit_stops_the_send(fence, monkeypatch):
     """The customer's cancel lands after the executor read the accepted trade but
     before its accepted -> submitted update: the order must not go out."""
     import executor.handlers as handlers
