@@ -4,13 +4,14 @@ releases the election node; the candidate then competes again when it may."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
 
 from confluent_kafka import KafkaException
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException
+from kazoo.exceptions import KazooException, NoNodeError
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class TopicCandidate(threading.Thread):
             election.cancel()
 
     def run(self) -> None:
+        self._remove_own_nodes()
         while not self._stopping.is_set():
             if not self._may_compete():
                 self._stopping.wait(0.2)
@@ -75,8 +77,36 @@ class TopicCandidate(threading.Thread):
                 logger.exception("leader body crashed topic=%s", self.topic)
             finally:
                 self._election = None
+            self._remove_own_nodes()
             # Give a queued successor the chance to take what we just released.
             self._stopping.wait(0.5)
+
+    def _remove_own_nodes(self) -> None:
+        """Between two elections this candidate owns no node. kazoo deletes a lock
+        node on release or cancel only on a best-effort basis: one left behind
+        while ZooKeeper was unreachable lives on with our session, heads the
+        queue and would stall the topic's election until this process exits.
+        Retried until ZooKeeper answers (or the executor stops)."""
+        while not self._stopping.is_set():
+            try:
+                session = self._zk.client_id
+                for child in self._zk.get_children(self.election_path):
+                    path = f"{self.election_path}/{child}"
+                    stat = self._zk.exists(path)
+                    if session and stat and stat.ephemeralOwner == session[0]:
+                        with contextlib.suppress(NoNodeError):
+                            self._zk.delete(path)
+                        logger.warning(
+                            "removed a stale election node topic=%s node=%s",
+                            self.topic,
+                            child,
+                        )
+                return
+            except NoNodeError:
+                return  # the election path itself is gone: nothing of ours left
+            except KazooException as exc:
+                logger.debug("election cleanup deferred topic=%s: %r", self.topic, exc)
+                self._stopping.wait(0.5)
 
     def _lead_with_epoch(self, election) -> None:
         lock = election.lock

@@ -26,11 +26,9 @@ from pathlib import Path
 
 import requests
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.test import override_settings
-from kazoo.client import KazooClient
 
 from broker.audit import ledger_discrepancies
 from broker.events import Event, UndecodableEvent
@@ -50,6 +48,7 @@ from broker.services.cancellation import trade_request_reconcile
 from broker.services.customers import customer_create
 from broker.services.transitions import TERMINAL
 from broker.stack.apps import AppLauncher, AppProcess, free_port, wait_until
+from tests.scratch import drop_topics_and_znodes
 
 FULL = os.environ.get("CHAOS_FULL") == "1"
 EXECUTORS = ("executor-1", "executor-2", "executor-3")
@@ -220,21 +219,7 @@ class ChaosSystem:
         return new
 
     def _drop_topics_and_znodes(self) -> None:
-        admin = AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS})
-        for future in admin.delete_topics(
-            [*self.topics, self.dlq], operation_timeout=10
-        ).values():
-            with contextlib.suppress(Exception):
-                future.result(timeout=15)
-        zk = KazooClient(hosts=settings.ZOOKEEPER_HOSTS)
-        try:
-            zk.start(timeout=10)
-            zk.delete(self.zk_root, recursive=True)
-        except Exception:
-            pass
-        finally:
-            zk.stop()
-            zk.close()
+        drop_topics_and_znodes([*self.topics, self.dlq], self.zk_root)
 
     # -- leadership -----------------------------------------------------------------
 

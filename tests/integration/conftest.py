@@ -4,21 +4,19 @@ database), Kafka, ZooKeeper from the local stack, and the project's own processe
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
-from confluent_kafka.admin import AdminClient
 from django.conf import settings
-from kazoo.client import KazooClient
 
 from broker.models import Customer, TopicLeader
 from broker.stack.apps import AppLauncher, AppProcess, free_port, wait_until
 from broker.topics import all_topics, dead_letter_topic, topic_for_customer
 from tests.factories import make_customer
+from tests.scratch import drop_topics_and_znodes
 
 EXECUTORS = ("executor-1", "executor-2", "executor-3")
 
@@ -150,21 +148,9 @@ def system(
 
 
 def _drop_test_topics_and_znodes() -> None:
-    """The local stack outlives the suite: leave no test topics or znodes behind."""
-    admin = AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS})
-    topics = [*all_topics(), dead_letter_topic()]
-    for future in admin.delete_topics(topics, operation_timeout=10).values():
-        with contextlib.suppress(Exception):  # already gone, or never created
-            future.result(timeout=15)
-    zk = KazooClient(hosts=settings.ZOOKEEPER_HOSTS)
-    try:
-        zk.start(timeout=10)
-        zk.delete(settings.ZOOKEEPER_ROOT, recursive=True)
-    except Exception:
-        pass
-    finally:
-        zk.stop()
-        zk.close()
+    drop_topics_and_znodes(
+        [*all_topics(), dead_letter_topic()], settings.ZOOKEEPER_ROOT
+    )
 
 
 def customer_on_topic(topic: str, cash: str = "100000.00") -> tuple[Customer, str]:

@@ -1,0 +1,48 @@
+"""The topic election on the real ZooKeeper."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+from django.conf import settings
+from kazoo.client import KazooClient
+
+from broker.stack.apps import wait_until
+from executor.election import TopicCandidate
+
+
+def test_an_election_node_left_behind_by_our_session_does_not_stall_the_topic():
+    """kazoo deletes a lock node on release/cancel only on a best-effort basis: one
+    left behind while ZooKeeper was unreachable lives on with the session and
+    heads the queue. The candidate removes it instead of waiting behind it."""
+    zk = KazooClient(hosts=settings.ZOOKEEPER_HOSTS)
+    zk.start(timeout=15)
+    path = f"{settings.ZOOKEEPER_ROOT}/test-elections/{uuid.uuid4().hex}"
+    stopping = threading.Event()
+    led: list[str] = []
+    try:
+        orphan = zk.create(
+            f"{path}/{uuid.uuid4().hex}__lock__",
+            b"executor-1",
+            ephemeral=True,
+            sequence=True,
+            makepath=True,
+        )
+        candidate = TopicCandidate(
+            zk=zk,
+            election_path=path,
+            topic="topic-x",
+            identifier="executor-1",
+            lead=lambda topic, epoch, node: led.append(node),
+            may_compete=lambda: not led,
+            stopping=stopping,
+        )
+        candidate.start()
+        wait_until(lambda: led, timeout=15, what="leadership despite the stale node")
+        assert zk.exists(orphan) is None
+    finally:
+        stopping.set()
+        zk.delete(path, recursive=True)
+        zk.stop()
+        zk.close()
