@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.harness import ChaosSystem
+from tests.chaos.harness import ChaosSystem, ensure_stack_up
 
 
 def pytest_configure(config) -> None:
@@ -57,6 +57,7 @@ def make_system(chaos_db, chaos_exchange_store, tmp_path_factory, request) -> It
         return system
 
     yield make
+    ensure_stack_up()  # a scenario that stopped a service must not sink the next
     for system in started:
         system.stop()
         print(f"\nchaos process logs: {system.launcher.log_dir}")

@@ -902,6 +902,33 @@ def stack_service(name: str):
     return service
 
 
+def bring_up(service, timeout: float = 120) -> None:
+    """Start ``service`` again after a fault, retrying a start that failed (a port
+    not yet released, a slow JVM): a service left down would fail every later
+    scenario, not just this one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            service.up()
+            return
+        except Exception as exc:  # StackError, or a wait that timed out
+            if time.monotonic() > deadline:
+                raise
+            print(f"\n{service.name} did not start, retrying: {exc}")
+            time.sleep(1)
+
+
+def ensure_stack_up() -> None:
+    """Every local service of the stack answers (after a scenario that stopped
+    one, whatever happened to it)."""
+    from broker.stack.paths import StackPaths
+    from broker.stack.services import all_services
+
+    for service in all_services(StackPaths.current()):
+        if not service.is_external():
+            bring_up(service)
+
+
 def kill(process: AppProcess, signum=signal.SIGKILL) -> None:
     process.signal(signum)
     if signum in (signal.SIGKILL, signal.SIGTERM):

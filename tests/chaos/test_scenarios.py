@@ -29,6 +29,7 @@ from tests.chaos.harness import (
     SESSION_TIMEOUT,
     Accepted,
     ChaosSystem,
+    bring_up,
     kill,
     price_dip,
     produce_raw,
@@ -448,7 +449,7 @@ def test_03_zookeeper_restarts(make_system, chaos_results):
     try:
         zookeeper.down()
         system.fault("ZooKeeper stopped, restarted within the session timeout")
-        zookeeper.up()
+        bring_up(zookeeper)
         system.wait_all_led()
         load.wait_ops(20, timeout=60)
         zookeeper.down()
@@ -462,7 +463,7 @@ def test_03_zookeeper_restarts(make_system, chaos_results):
             what="ZooKeeper down past the session timeout",
         )
     finally:
-        zookeeper.up()
+        bring_up(zookeeper)
     system.wait_all_led(timeout=90)
     load.wait(timeout=180)
     after = system.place(system.clients_for(1)[0], quantity="1")
@@ -492,7 +493,7 @@ def test_08_kafka_restart_while_producing_and_consuming(make_system, chaos_resul
             what="placements accepted while Kafka is down",
         )
     finally:
-        kafka.up()
+        bring_up(kafka)
     system.fault("Kafka broker restarted")
     load.wait(timeout=180)
     finish(system, 8, "kafka-restart", chaos_results)
@@ -515,7 +516,7 @@ def test_09_postgres_restarts(make_system, chaos_results):
         postgres.down()
         system.fault("PostgreSQL stopped during placements")
     finally:
-        postgres.up()
+        bring_up(postgres)
     load.wait(timeout=180)
     load = system.workload(clients, ops=OPS // 2, seed=99).start()
     load.wait_ops(5)
@@ -524,7 +525,7 @@ def test_09_postgres_restarts(make_system, chaos_results):
         postgres.down()
         system.fault("PostgreSQL stopped while leaders apply fills")
     finally:
-        postgres.up()
+        bring_up(postgres)
     price_dip(system, "MSFT")
     load.wait(timeout=180)
     finish(system, 9, "postgres-restarts", chaos_results)
