@@ -286,15 +286,20 @@ def test_01_sigkill_leader_after_send_before_db_write(make_system, chaos_results
     others = [c for c in system.clients_for(CUSTOMERS + 2) if c.topic != topic]
     load = system.workload(others, ops=OPS, seed=1).start()
     load.wait_ops(10)
-    leader = system.leader_of(topic)
     system.exchange_faults(drop_response_rate=1, paths=["/orders"])
     bodies = [system.place(client, quantity="2") for _ in range(2)]
     assert all(bodies)
-    wait_for(
-        lambda: f"retrying trade={bodies[0]['id']}" in system.logs(leader.holder),
-        timeout=20,
-        what="the leader's order accepted and its answer dropped",
-    )
+
+    def retrying() -> str | None:
+        """The executor asking about the first order (its answer was dropped).
+        Leadership may still be settling after start-up, so look at every one:
+        the one retrying is the leader, and stays it while it retries."""
+        line = f"retrying trade={bodies[0]['id']}"
+        return next((n for n in EXECUTORS if line in system.logs(n)), None)
+
+    wait_for(retrying, timeout=20, what="the order accepted, its answer dropped")
+    leader = system.leader_of(topic)
+    assert leader.holder == retrying()
     kill(system.executors[leader.holder])
     system.fault(f"SIGKILL {leader.holder} after the send, before the DB write")
     system.exchange_faults()
