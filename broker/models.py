@@ -214,11 +214,17 @@ class Trade(models.Model):
 
 
 class Execution(models.Model):
-    """One fill reported by the exchange; its ``exec_id`` is unique, so a replayed
-    report can never be applied twice."""
+    """One fill reported by the exchange; its ``exec_id`` is unique within its
+    trade's order, so a replayed report can never be applied twice.
+
+    Unique per trade rather than globally: an exchange's execution ids are only
+    promised unique among its own orders (venues reuse them across trading days or
+    after a reset), and a report is always booked against the trade it names, so a
+    global key would turn another order's id into a skipped fill or a stuck topic.
+    """
 
     trade = models.ForeignKey(Trade, on_delete=models.PROTECT, related_name="fills")
-    exec_id = models.CharField(max_length=64, unique=True)
+    exec_id = models.CharField(max_length=64)
     quantity = _quantity()
     price = _price()
     executed_at = models.DateTimeField()
@@ -231,6 +237,9 @@ class Execution(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(price__gt=0), name="execution_price_gt_0"
+            ),
+            models.UniqueConstraint(
+                fields=["trade", "exec_id"], name="execution_unique_per_trade"
             ),
         ]
 

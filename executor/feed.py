@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 def apply_reports(reports: list[ExecutionReport], *, fence: Fence, session: str) -> int:
     """Apply a batch of reports and advance the cursor, in one fenced transaction.
-    Replayed or duplicated reports change nothing (exec ids are unique, status
+    Replayed or duplicated reports change nothing (exec ids unique per trade, status
     changes conditional). Returns the new cursor."""
     last_seq = max(report.seq for report in reports)
     with fence.transaction():
@@ -52,7 +52,7 @@ def apply_reports(reports: list[ExecutionReport], *, fence: Fence, session: str)
                     report.seq,
                 )
                 continue
-            if status in TERMINAL and _all_known(report):
+            if status in TERMINAL and _all_known(trade_id, report):
                 # Already booked (usually from the order's own answer): nothing
                 # to do, and no need to take the account lock for it.
                 continue
@@ -67,9 +67,12 @@ def apply_reports(reports: list[ExecutionReport], *, fence: Fence, session: str)
     return last_seq
 
 
-def _all_known(report: ExecutionReport) -> bool:
+def _all_known(trade_id: uuid.UUID, report: ExecutionReport) -> bool:
+    """Every execution of the report is already booked on this trade (exec ids
+    are only unique within an order)."""
     exec_ids = {execution.exec_id for execution in report.order.executions}
-    return Execution.objects.filter(exec_id__in=exec_ids).count() == len(exec_ids)
+    booked = Execution.objects.filter(trade_id=trade_id, exec_id__in=exec_ids)
+    return booked.count() == len(exec_ids)
 
 
 class FeedFollower(threading.Thread):

@@ -467,3 +467,30 @@ def test_reports_are_not_applied_by_a_superseded_leader(fence):
     trade.refresh_from_db()
     assert trade.filled_quantity == 0
     assert not FeedCursor.objects.filter(session=TOPIC).exists()
+
+
+def test_execution_ids_repeated_by_another_order_are_still_booked(fence):
+    """A venue promises exec ids unique among its own orders only (ids restart after
+    a reset or a new trading day): an id another trade already holds is a new
+    fill for this trade, never a skipped one or a stuck topic."""
+    customer, _ = make_customer("5000.00")
+    before_reset, _ = placed(customer, quantity="2")
+    deliver(message_for(before_reset), fence, FakeExchange())
+    after_reset, message = placed(
+        customer, quantity="3", order_type="limit", limit_price=Decimal("100.00")
+    )
+    venue = FakeExchange(fill="none")  # numbering starts again at EX-1-1
+    deliver(message, fence, venue)
+
+    fill = venue.execute(str(after_reset.id), "3")
+    first_fill = Execution.objects.get(trade=before_reset)
+    assert fill.executions[0].exec_id == first_fill.exec_id
+    apply_reports([report(1, fill)], fence=fence, session=TOPIC)
+    # Replayed once the trade is terminal: still booked once.
+    apply_reports([report(2, fill)], fence=fence, session=TOPIC)
+
+    after_reset.refresh_from_db()
+    assert (after_reset.status, after_reset.filled_quantity) == ("filled", 3)
+    assert Execution.objects.filter(trade=after_reset).count() == 1
+    position = Position.objects.get(account__customer=customer, symbol="AAPL")
+    assert position.quantity == 5
