@@ -6,12 +6,13 @@ leaves a LogEntry saying what it did). Reads for the extra panels live in
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError
+from django.db import DataError, IntegrityError, transaction
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -120,10 +121,16 @@ class PositionInline(ReadOnlyInline):
     ordering = ("symbol",)
 
 
+MAX_ADJUSTMENT = Decimal("1000000000")
+
+
 class AdjustBalanceForm(forms.Form):
     amount = forms.DecimalField(
         max_digits=20,
         decimal_places=CASH_PLACES,
+        # Far above any real correction, far below the column's range.
+        max_value=MAX_ADJUSTMENT,
+        min_value=-MAX_ADJUSTMENT,
         help_text=f"{CASH_ASSET}; negative to debit.",
     )
     reason = forms.CharField(
@@ -190,13 +197,21 @@ class AccountAdmin(ReadOnlyAdmin):
             amount = form.cleaned_data["amount"]
             reason = form.cleaned_data["reason"]
             try:
-                account_adjust(
-                    account=account,
-                    amount=amount,
-                    reason=reason,
-                    operator=request.user.get_username(),
-                )
-            except IntegrityError:
+                # The adjustment and its admin log entry commit together.
+                with transaction.atomic():
+                    account_adjust(
+                        account=account,
+                        amount=amount,
+                        reason=reason,
+                        operator=request.user.get_username(),
+                    )
+                    self.log_change(
+                        request,
+                        account,
+                        f"Adjusted cash by {amount:+} {CASH_ASSET} "
+                        f"(now {account.cash}): {reason}",
+                    )
+            except (IntegrityError, DataError):
                 form.add_error(
                     None,
                     f"The database refused an adjustment of {amount:+} {CASH_ASSET}: "
@@ -206,12 +221,6 @@ class AccountAdmin(ReadOnlyAdmin):
             except (ValueError, BrokerError) as exc:
                 form.add_error(None, f"Adjustment refused: {exc}")
             else:
-                self.log_change(
-                    request,
-                    account,
-                    f"Adjusted cash by {amount:+} {CASH_ASSET} "
-                    f"(now {account.cash}): {reason}",
-                )
                 self.message_user(
                     request,
                     f"Cash of {account} adjusted by {amount:+} {CASH_ASSET}; "

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from urllib.parse import quote as url_quote
 
 import requests
 
@@ -134,7 +135,10 @@ class ExchangeClient:
     def quote(self, symbol: str) -> Quote | None:
         """The current quote, or None when the exchange does not list ``symbol``."""
         response = self._request(
-            "GET", f"/quotes/{symbol}", allow_404=True, operation="quote"
+            "GET",
+            f"/quotes/{url_quote(symbol, safe='')}",
+            allow_404=True,
+            operation="quote",
         )
         if response is None:
             return None

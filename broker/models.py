@@ -432,7 +432,9 @@ class ApiToken(models.Model):
 class DeadLetter(models.Model):
     """A message the executor could not process (undecodable, unknown type, or
     failing every retry): copied to the dead-letter topic and recorded here, in the
-    same fenced transaction that moves the topic's offset past it."""
+    same fenced transaction that moves the topic's offset past it. An execution
+    report that fails every attempt is recorded here too, with ``topic`` =
+    ``feed:<session>`` and ``offset`` = its feed seq (it never was a Kafka message)."""
 
     topic = models.CharField(max_length=128)
     partition = models.IntegerField()

@@ -9,7 +9,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from broker.errors import ExchangeUnavailable
-from broker.exchange_client import ExchangeClient, ExchangeError, Quote
+from broker.exchange_client import ExchangeClient, ExchangeError, ExchangeRefused, Quote
 
 _local = threading.local()
 
@@ -30,6 +30,10 @@ def quote(symbol: str) -> Quote | None:
         return _client().quote(symbol)
     except ExchangeError as exc:
         raise ExchangeUnavailable("the exchange does not answer") from exc
+    except ExchangeRefused as exc:  # a 4xx other than 404: no quote to be had
+        raise ExchangeUnavailable(
+            f"the exchange refused the quote: {exc.code}"
+        ) from exc
 
 
 def last_price(symbol: str) -> Decimal | None:

@@ -1,16 +1,28 @@
 """The execution-report feed of one exchange session (one per led topic): fills of
 resting orders, expiries and cancels arrive here asynchronously. Reports are applied
 in a fenced transaction that also stores the feed cursor, so a new leader resumes
-exactly after the last report its predecessor applied."""
+exactly after the last report its predecessor applied.
+
+A report that fails to apply every time (the feed's poison message) is set aside
+after a few attempts, as a dead letter with its reason, so the reports behind it
+(other customers' fills) keep flowing; a database outage is waited out instead.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import threading
 import uuid
 from collections.abc import Callable
 
-from django.db import close_old_connections, connection
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+)
 
 from broker.errors import Fenced
 from broker.exchange_client import (
@@ -19,7 +31,8 @@ from broker.exchange_client import (
     ExecutionReport,
     StaleEpoch,
 )
-from broker.models import Execution, Trade, TradeEvent
+from broker.models import DeadLetter, Execution, Trade, TradeEvent
+from broker.observability.metrics import FEED_DEAD_LETTERS
 from broker.services.leadership import feed_cursor, feed_cursor_advance
 from broker.services.settlement import trade_apply_order
 from broker.services.transitions import TERMINAL
@@ -65,6 +78,74 @@ def apply_reports(reports: list[ExecutionReport], *, fence: Fence, session: str)
             )
         feed_cursor_advance(session=session, last_seq=last_seq)
     return last_seq
+
+
+# Failures of one report (outages not counted) before it is set aside.
+POISON_ATTEMPTS = 3
+OUTAGES = (OperationalError, InterfaceError)
+
+
+def apply_reports_isolating(
+    reports: list[ExecutionReport],
+    *,
+    fence: Fence,
+    session: str,
+    retry_delay: float = 0.05,
+) -> int:
+    """``apply_reports``, falling back to one report per transaction when the batch
+    fails for a reason that is not an outage or the fence: a report that still
+    fails ``POISON_ATTEMPTS`` times is dead-lettered and the cursor moves past it
+    (its trade stays open for the stuck-trade reconciliation and operations).
+    Returns the new cursor."""
+    try:
+        return apply_reports(reports, fence=fence, session=session)
+    except (Fenced, *OUTAGES):
+        raise
+    except Exception:
+        logger.exception("report batch failed, applying one by one session=%s", session)
+    cursor = 0
+    for report in sorted(reports, key=lambda r: r.seq):
+        for attempt in range(1, POISON_ATTEMPTS + 1):
+            try:
+                cursor = apply_reports([report], fence=fence, session=session)
+                break
+            except (Fenced, *OUTAGES):
+                raise
+            except Exception as exc:
+                if attempt == POISON_ATTEMPTS:
+                    reason = f"failed {attempt} times: {type(exc).__name__}: {exc}"
+                    cursor = _dead_letter_report(report, reason, fence, session)
+                else:
+                    fence.wait_or_raise(retry_delay * 2**attempt)
+    return cursor
+
+
+def _dead_letter_report(
+    report: ExecutionReport, reason: str, fence: Fence, session: str
+) -> int:
+    """Record the report as a dead letter (position: the feed of ``session`` at the
+    report's seq) and move the cursor past it, in one fenced transaction."""
+    with fence.transaction():
+        DeadLetter.objects.get_or_create(
+            topic=f"feed:{session}"[:128],
+            partition=0,
+            offset=report.seq,
+            defaults={
+                "reason": reason.replace("\x00", "\\x00")[:500],
+                "payload": json.dumps(dataclasses.asdict(report), default=str),
+                "epoch": fence.epoch,
+            },
+        )
+        feed_cursor_advance(session=session, last_seq=report.seq)
+    FEED_DEAD_LETTERS.inc()
+    logger.error(
+        "execution report dead-lettered session=%s seq=%s trade=%s reason=%s",
+        session,
+        report.seq,
+        report.client_order_id,
+        reason,
+    )
+    return report.seq
 
 
 def _all_known(trade_id: uuid.UUID, report: ExecutionReport) -> bool:
@@ -117,11 +198,22 @@ class FeedFollower(threading.Thread):
                     delay = min(delay * 2, 2.0)
                     continue
                 delay = 0.05
-                if reports:
-                    close_old_connections()
-                    cursor = apply_reports(
+                if not reports:
+                    continue
+                close_old_connections()
+                try:
+                    cursor = apply_reports_isolating(
                         reports, fence=self._fence, session=self._session
                     )
+                except OUTAGES as exc:
+                    # PostgreSQL is away: wait for it (the same reports come again).
+                    logger.warning(
+                        "database unavailable, feed waits session=%s error=%s",
+                        self._session,
+                        exc,
+                    )
+                    close_old_connections()
+                    self._stop_event.wait(1.0)
         except (Fenced, StaleEpoch) as exc:
             logger.warning(
                 "feed stopped: fenced session=%s reason=%s", self._session, exc

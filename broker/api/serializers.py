@@ -10,11 +10,13 @@ from broker.models import Trade
 MAX_QUANTITY = Decimal("1000000000")
 MAX_PRICE = Decimal("1000000")
 MAX_DEPOSIT = Decimal("1000000000")
+# A ticker as clients write it (upper-cased before use): letters, then letters or dots.
+SYMBOL_PATTERN = r"^[A-Za-z][A-Za-z.]{0,15}$"
 
 
 class TradePlaceInput(serializers.Serializer):
     symbol = serializers.RegexField(
-        r"^[A-Za-z][A-Za-z.]{0,15}$",
+        SYMBOL_PATTERN,
         error_messages={"invalid": "a ticker symbol like AAPL is expected"},
     )
     side = serializers.ChoiceField(choices=Trade.Side.choices)
@@ -111,7 +113,7 @@ class TradePageOutput(serializers.Serializer):
 
 class TradeFilterInput(serializers.Serializer):
     status = serializers.CharField(required=False)
-    symbol = serializers.RegexField(r"^[A-Za-z][A-Za-z.]{0,15}$", required=False)
+    symbol = serializers.RegexField(SYMBOL_PATTERN, required=False)
     side = serializers.ChoiceField(choices=Trade.Side.choices, required=False)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)

@@ -4,6 +4,7 @@ so another customer's trade or position is simply not found (404)."""
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
@@ -20,6 +21,7 @@ from broker import quotes, selectors
 from broker.api.idempotency import IdempotentPostMixin
 from broker.api.pagination import LedgerPagination, NewestFirstPagination
 from broker.api.serializers import (
+    SYMBOL_PATTERN,
     AccountOutput,
     ActivityOutput,
     ActivityPageOutput,
@@ -218,9 +220,10 @@ class PositionListApi(APIView):
 class PositionDetailApi(APIView):
     @extend_schema(responses={200: PositionDetailOutput, **ERRORS})
     def get(self, request: Request, symbol: str) -> Response:
-        position = selectors.position_get(
-            customer=_customer(request), symbol=symbol.upper()
-        )
+        customer = _customer(request)
+        if not _is_symbol(symbol):
+            raise NotFound("no position in this symbol")
+        position = selectors.position_get(customer=customer, symbol=symbol.upper())
         if position is None:
             raise NotFound("no position in this symbol")
         price = _current_price(position.symbol)
@@ -228,6 +231,12 @@ class PositionDetailApi(APIView):
         body["current_price"] = price
         body["market_value"] = (position.quantity * price).quantize(CENT)
         return Response(PositionDetailOutput(body).data)
+
+
+def _is_symbol(value: str) -> bool:
+    """Path segments are free text: only a ticker-shaped one reaches the database
+    or the exchange's URL (a NUL or '?' would otherwise break either)."""
+    return re.fullmatch(SYMBOL_PATTERN, value) is not None
 
 
 def _position(position) -> dict:
@@ -259,7 +268,7 @@ class QuoteApi(APIView):
     @extend_schema(responses={200: QuoteOutput, **ERRORS})
     def get(self, request: Request, symbol: str) -> Response:
         _customer(request)
-        found = quotes.quote(symbol.upper())
+        found = quotes.quote(symbol.upper()) if _is_symbol(symbol) else None
         if found is None:
             raise SymbolNotFound(f"{symbol.upper()} is not traded on the exchange")
         return Response(QuoteOutput(found).data)

@@ -42,6 +42,10 @@ MESSAGES = Counter(
     "Kafka messages processed by outcome",
     ["topic", "outcome"],
 )
+FEED_DEAD_LETTERS = Counter(
+    "broker_executor_feed_dead_letters_total",
+    "Execution reports set aside after failing every attempt",
+)
 EXCHANGE_LATENCY = Histogram(
     "broker_exchange_request_seconds",
     "Exchange request latency by operation",

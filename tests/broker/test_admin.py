@@ -415,6 +415,11 @@ def test_adjust_balance_requires_a_reason(staff_client):
     assert response.context["form"].errors["amount"]
     response = staff_client.post(url, {"amount": "0", "reason": "nothing"})
     assert "cannot be zero" in response.content.decode()
+    # Beyond any correction (and near the column's range): a form error, not a 500.
+    for huge in ["1000000000.01", "-999999999999999999.99"]:
+        response = staff_client.post(url, {"amount": huge, "reason": "typo"})
+        assert response.status_code == 200
+        assert response.context["form"].errors["amount"]
     assert LedgerEntry.objects.count() == entries
     assert LogEntry.objects.count() == 0
 

@@ -30,7 +30,7 @@ from broker.models import (
 from broker.services.cancellation import trade_request_cancel
 from broker.services.leadership import topic_leader_claim
 from broker.services.placement import trade_place
-from executor.feed import apply_reports
+from executor.feed import apply_reports, apply_reports_isolating
 from executor.fencing import Fence
 from executor.handlers import MessagePosition, RetryPolicy, handle_message
 from tests.factories import fixed_price, give_shares, make_customer
@@ -494,3 +494,43 @@ def test_execution_ids_repeated_by_another_order_are_still_booked(fence):
     assert Execution.objects.filter(trade=after_reset).count() == 1
     position = Position.objects.get(account__customer=customer, symbol="AAPL")
     assert position.quantity == 5
+
+
+def test_a_report_failing_every_time_is_dead_lettered_and_the_feed_moves_on(fence):
+    """The feed's poison message: a report the books refuse every time (here a fill
+    far above the limit would take cash below zero) is set aside with its reason
+    after a few attempts; the reports behind it are applied."""
+    customer, _ = make_customer("1000.00")
+    venue = FakeExchange(price="99.00", fill="none")
+    poisoned, message = placed(
+        customer, quantity="1", order_type="limit", limit_price=Decimal("100.00")
+    )
+    deliver(message, fence, venue)
+    healthy, message = placed(
+        customer, quantity="1", order_type="limit", limit_price=Decimal("100.00")
+    )
+    deliver(message, fence, venue)
+    venue.price = Decimal("5000.00")
+    refused = venue.execute(str(poisoned.id), "1")
+    venue.price = Decimal("99.00")
+    fine = venue.execute(str(healthy.id), "1")
+
+    cursor = apply_reports_isolating(
+        [report(7, refused), report(8, fine)],
+        fence=fence,
+        session=TOPIC,
+        retry_delay=0.001,
+    )
+
+    assert cursor == 8
+    assert FeedCursor.objects.get(session=TOPIC).last_seq == 8
+    healthy.refresh_from_db()
+    assert healthy.status == Trade.Status.FILLED
+    poisoned.refresh_from_db()
+    assert poisoned.status == Trade.Status.SUBMITTED  # left to reconciliation
+    letter = DeadLetter.objects.get(topic=f"feed:{TOPIC}")
+    assert (letter.offset, letter.epoch) == (7, fence.epoch)
+    assert "IntegrityError" in letter.reason
+    assert str(poisoned.id) in letter.payload
+    account = Account.objects.get(customer=customer)
+    assert account.cash == Decimal("901.00")  # only the healthy fill booked

@@ -1,3 +1,4 @@
+import base64
 from decimal import Decimal
 
 import pytest
@@ -41,6 +42,28 @@ def test_activities_are_the_customers_ledger_newest_first():
     others = client_for(other).get("/api/v1/activities").json()["results"]
     assert [a["amount"] for a in others] == ["700.000000"]
     assert LedgerEntry.objects.filter(account__customer=customer).count() == 2
+
+
+@pytest.mark.parametrize("cursor", [b"p=abc", b"p=1.5e999", b"r=1&p=%00"])
+def test_an_activities_cursor_with_a_foreign_position_is_a_400(cursor):
+    _, token = make_customer()
+    response = client_for(token).get(
+        "/api/v1/activities", {"cursor": base64.b64encode(cursor).decode()}
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {"cursor": ["Invalid cursor"]}
+
+
+@pytest.mark.parametrize("symbol", ["%00", "AAPL%3Fx", "A%00B", "..", "1AB"])
+def test_a_symbol_path_that_is_no_ticker_is_a_404(symbol):
+    owner, token = make_customer()
+    give_shares(owner, "AAPL", "1")
+    client = client_for(token)
+    position = client.get(f"/api/v1/positions/{symbol}")
+    assert position.status_code == 404, position.content
+    quote = client.get(f"/api/v1/quotes/{symbol}")
+    assert quote.status_code == 404, quote.content
+    assert quote.json()["code"] == "unknown_symbol"
 
 
 def test_deposits_are_refused_outside_the_sandbox():

@@ -1,3 +1,4 @@
+import base64
 import uuid
 from decimal import Decimal
 
@@ -146,6 +147,9 @@ def test_trade_list_filters_and_pages_with_cursors():
         {"created_after": "yesterday"},
         {"symbol": "$$$"},
         {"cursor": "not-a-cursor"},
+        # Well-formed cursors whose position is not a timestamp.
+        {"cursor": base64.b64encode(b"p=notadate").decode()},
+        {"cursor": base64.b64encode(b"o=1&p=%00").decode()},
     ],
 )
 def test_bad_list_filters_are_400s(query):
