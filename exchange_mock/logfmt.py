@@ -1,8 +1,11 @@
-"""Structured logging: one ``key=value`` line per event, to stderr."""
+"""Structured logging: one ``key=value`` line per event, to stderr; one JSON
+object per line instead with ``LOG_FORMAT=json`` (as every role of the project)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -20,10 +23,32 @@ class _UTCFormatter(logging.Formatter):
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class _JsonFormatter(_UTCFormatter):
+    """``{"ts", "level", "logger", "event", <fields>}``; a plain log line (from a
+    library) keeps its text under ``message``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+        }
+        line.update(getattr(record, "event_fields", None) or {})
+        if "event" not in line:
+            line["message"] = record.getMessage()
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
 def configure(level: int) -> None:
-    """Route the package's logs to stderr as logfmt-style lines."""
+    """Route the package's logs to stderr: logfmt-style lines, or JSON objects
+    when ``LOG_FORMAT=json``."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_UTCFormatter(_FORMAT))
+    if os.environ.get("LOG_FORMAT", "text").strip().lower() == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(_UTCFormatter(_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -50,4 +75,9 @@ def log_event(
 ) -> None:
     """Log one structured event line (cheap when the level is disabled)."""
     if logger.isEnabledFor(level):
-        logger.log(level, "%s", kv(event, **fields))
+        logger.log(
+            level,
+            "%s",
+            kv(event, **fields),
+            extra={"event_fields": {"event": event, **fields}},
+        )

@@ -4,6 +4,7 @@ PostgreSQL, which move only in the same transaction as the work."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -87,15 +88,15 @@ class TopicConsumer:
             total += lag
         return total
 
-    def stalled(self, after_seconds: float) -> bool:
-        """No message for ``after_seconds`` while messages wait on the broker, or
-        while this consumer cannot even get the watermarks. librdkafka's fetcher
-        for an assign()ed partition can stay stuck after a broker restart
-        (confluentinc/librdkafka#5153, #4492); the leader then replaces this
-        consumer (offsets are in PostgreSQL, nothing is lost)."""
+    def stalled(self, after_seconds: float, lag: int | None) -> bool:
+        """No message for ``after_seconds`` while messages wait on the broker
+        (``lag``, from ``observe_lag``), or while this consumer cannot even get the
+        watermarks (``lag`` None). librdkafka's fetcher for an assign()ed partition
+        can stay stuck after a broker restart (confluentinc/librdkafka#5153,
+        #4492); the leader then replaces this consumer (offsets are in
+        PostgreSQL, nothing is lost)."""
         if time.monotonic() - self._last_message_at < after_seconds:
             return False
-        lag = self.observe_lag()
         return lag is None or lag > 0
 
     def commit_hint(self, message: Message) -> None:
@@ -117,6 +118,10 @@ class TopicConsumer:
         """Close within ``timeout``: librdkafka's close can wait on an unreachable
         broker, and a leader stepping down must not hang on it (its successor
         does not need anything from this consumer: offsets are in PostgreSQL)."""
+        # No longer ours: a stale lag would be summed with the new leader's.
+        for partition in self._next:
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self.topic, str(partition))
         closer = threading.Thread(
             target=self._consumer.close, name=f"close-{self.topic}", daemon=True
         )

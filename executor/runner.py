@@ -278,7 +278,9 @@ class Executor:
                     next_balance_check = time.monotonic() + BALANCE_CHECK_SECONDS
                     if time.monotonic() >= next_lag_check:
                         next_lag_check = time.monotonic() + LAG_CHECK_SECONDS
-                        if consumer.stalled(CONSUMER_STALL_SECONDS):
+                        # Measured every check, so the metric follows a backlog.
+                        lag = consumer.observe_lag()
+                        if consumer.stalled(CONSUMER_STALL_SECONDS, lag):
                             consumer = self._replace_consumer(consumer, new_consumer)
                     if self._should_resign(topic, node_path):
                         logger.info(

@@ -71,15 +71,21 @@ def serve_worker_endpoints(
     return server
 
 
-def celery_ready() -> bool:
-    """Readiness of a celery worker or beat: its broker (Redis) and PostgreSQL
-    answer."""
-    from django.db import connection
-
+def celery_broker_ready() -> bool:
+    """Readiness of celery beat: its broker (Redis) answers. Beat only sends jobs;
+    it never touches PostgreSQL (and its NetworkPolicy keeps it away from it)."""
     from broker.celery import app
 
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
+    return True
+
+
+def celery_ready() -> bool:
+    """Readiness of a celery worker: its broker (Redis) and PostgreSQL answer."""
+    from django.db import connection
+
+    celery_broker_ready()
     try:
         connection.ensure_connection()
         with connection.cursor() as cursor:

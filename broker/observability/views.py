@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from django.db import connection
@@ -14,6 +15,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+logger = logging.getLogger(__name__)
+
 
 def healthz(request) -> JsonResponse:
     """Live: the process answers."""
@@ -25,8 +28,10 @@ def readyz(request) -> JsonResponse:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-    except Exception as exc:
-        return JsonResponse({"status": "unavailable", "database": str(exc)}, status=503)
+    except Exception:
+        # The reason goes to the log, not to whoever can reach the probe.
+        logger.warning("readiness: database unavailable", exc_info=True)
+        return JsonResponse({"status": "unavailable", "database": "down"}, status=503)
     return JsonResponse({"status": "ok"})
 
 

@@ -316,6 +316,8 @@ def test_ingress_routes_to_the_api_on_an_allowed_host(name):
         for path in rule["http"]["paths"]:
             backend = path["backend"]["service"]
             assert backend["name"] == api_service["metadata"]["name"]
+            # Metrics and probes are not for the internet.
+            assert path["path"] in ("/api/", "/admin/", "/static/"), path["path"]
     if name == "prod":
         tls_hosts = {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]}
         assert {rule["host"] for rule in ingress["spec"]["rules"]} <= tls_hosts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import sqlite3
 import threading
@@ -274,6 +275,23 @@ def test_restart_keeps_orders(tmp_path):
         assert second.terminate() == 0, second.logs()
     assert "event=listening" in second.logs()
     assert "event=stopped" in second.logs()
+
+
+def test_json_logs_with_log_format_json(tmp_path):
+    """Like every role of the project: one JSON object per line, the event and
+    its fields as keys."""
+    process = ExchangeProcess(
+        tmp_path / "orders.db", tmp_path / "log", env={"LOG_FORMAT": "json"}
+    )
+    try:
+        process.request("POST", "/orders", order_body("json-1"))
+    finally:
+        assert process.terminate() == 0, process.logs()
+    lines = [json.loads(line) for line in process.logs().splitlines() if line]
+    accepted = next(line for line in lines if line.get("event") == "order_accepted")
+    assert accepted["client_order_id"] == "json-1"
+    assert accepted["level"] == "INFO" and accepted["ts"].endswith("Z")
+    assert any(line.get("event") == "stopped" for line in lines)
 
 
 def test_sigterm_with_an_idle_keep_alive_connection_exits_zero(tmp_path):

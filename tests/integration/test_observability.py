@@ -7,6 +7,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from broker.models import OutboxEvent
 from broker.stack.apps import wait_until
 from broker.topics import all_topics
 from tests.integration.conftest import (
@@ -152,3 +153,49 @@ def test_exchange_metrics_count_orders_fills_and_injected_faults(system, live_db
         before, "exchange_executions_total"
     )
     assert total(after, "exchange_injected_faults_total") >= 1
+
+
+def test_exchange_retries_and_the_outbox_backlog_move_their_metrics(system, live_db):
+    """Retries count while the exchange answers 5xx to orders; the relay's backlog
+    gauges rise for a row no relay serves (a stuck shard) and fall when it goes."""
+    relays = [p for p in system.launcher.processes if p.name.startswith("relay")]
+    executors = list(system.executors.values())
+
+    def summed(name: str, processes) -> float:
+        return sum(total(scrape(worker_url(p)), name) for p in processes)
+
+    retries_before = summed("broker_exchange_retries_total", executors)
+    _, token = customer_on_topic(all_topics()[3])
+    system.exchange_admin("faults", {"error_rate": 1.0, "paths": ["/orders"]})
+    try:
+        trade = place_over_http(system, token, quantity="1")
+        wait_until(
+            lambda: (
+                summed("broker_exchange_retries_total", executors) >= retries_before + 2
+            ),
+            timeout=30,
+            what="the leader to retry the refused order",
+        )
+    finally:
+        system.exchange_admin("faults", {})
+    wait_for_status(system, token, trade["id"], "filled")
+
+    stuck = OutboxEvent.objects.create(
+        topic="unserved.trades.0", key="0", event_type="trade.placed", payload={}
+    )
+    try:
+        wait_until(
+            lambda: (
+                summed("broker_outbox_unpublished_rows", relays) >= 1
+                and summed("broker_outbox_lag_seconds", relays) >= 1
+            ),
+            timeout=30,
+            what="the backlog gauges to show the unserved row",
+        )
+    finally:
+        stuck.delete()
+    wait_until(
+        lambda: summed("broker_outbox_unpublished_rows", relays) == 0,
+        timeout=30,
+        what="the backlog gauges to drop back",
+    )

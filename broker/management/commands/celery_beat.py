@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from broker.celery import app
-from broker.observability.server import celery_ready, serve_worker_endpoints
+from broker.observability.server import celery_broker_ready, serve_worker_endpoints
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options) -> None:
-        serve_worker_endpoints(celery_ready)
+        serve_worker_endpoints(celery_broker_ready)
         schedule = Path(settings.CELERY_BEAT_SCHEDULE_FILENAME)
         schedule.parent.mkdir(parents=True, exist_ok=True)
         code = app.start(
