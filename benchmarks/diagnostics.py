@@ -9,7 +9,7 @@ explained.
 - Feed report: ``executor.feed.apply_reports`` for the execution reports those
   orders produced (every fill on arrival is also in the feed).
 
-For each: SQL statements, transactions (COMMITs), Redis commands and exchange HTTP
+For each: SQL statements, transactions (COMMITs), Redis round trips and exchange HTTP
 requests per unit, wall and CPU milliseconds per unit (CPU of this process only:
 PostgreSQL's is not in it).
 """
@@ -27,7 +27,8 @@ SAMPLES = 30
 
 
 class _Calls:
-    """Counts Redis commands and exchange HTTP requests while active."""
+    """Counts Redis round trips (a pipeline is one) and exchange HTTP requests
+    while active."""
 
     def __init__(self) -> None:
         self.counts: Counter = Counter()
@@ -38,6 +39,7 @@ class _Calls:
         import requests
 
         original_redis = redis.Redis.execute_command
+        original_pipeline = redis.client.Pipeline.execute
         original_send = requests.Session.send
         calls = self.counts
 
@@ -45,16 +47,22 @@ class _Calls:
             calls["redis"] += 1
             return original_redis(client, *args, **kwargs)
 
+        def execute_pipeline(pipeline, *args, **kwargs):
+            calls["redis"] += 1  # one round trip, however many commands
+            return original_pipeline(pipeline, *args, **kwargs)
+
         def send(session, request, **kwargs):
             calls["http"] += 1
             return original_send(session, request, **kwargs)
 
         redis.Redis.execute_command = execute_command
+        redis.client.Pipeline.execute = execute_pipeline
         requests.Session.send = send
         try:
             yield
         finally:
             redis.Redis.execute_command = original_redis
+            redis.client.Pipeline.execute = original_pipeline
             requests.Session.send = original_send
 
 

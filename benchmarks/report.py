@@ -821,7 +821,7 @@ def _analysis(results: dict) -> list[str]:
             "CPU per PlaceTrade under load (in-process, unloaded: "
             f"{_fmt(place.get('cpu_ms_per_unit'))} ms CPU, "
             f"{_fmt(place.get('sql_per_unit'))} SQL statements, "
-            f"{_fmt(place.get('redis_per_unit'))} Redis commands, "
+            f"{_fmt(place.get('redis_per_unit'))} Redis round trips, "
             f"{_fmt(place.get('http_per_unit'))} exchange request), on a machine "
             f"{_pct(half_cpu.get('machine_busy_share'))} busy. "
             "A tpcb-like transaction is five statements issued by C code. The api "

@@ -24,7 +24,8 @@ class BearerTokenAuthentication(BaseAuthentication):
         except UnicodeDecodeError as exc:
             raise exceptions.AuthenticationFailed("malformed token") from exc
         record = (
-            ApiToken.objects.select_related("user")
+            # The customer too: every customer endpoint needs it next.
+            ApiToken.objects.select_related("user", "user__customer")
             .filter(key_hash=token_hash(token), revoked_at__isnull=True)
             .first()
         )

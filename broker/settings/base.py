@@ -162,6 +162,8 @@ CACHES = {
 
 EXCHANGE_URL = env("EXCHANGE_URL", default="http://127.0.0.1:8100")
 EXCHANGE_TIMEOUT = env.float("EXCHANGE_TIMEOUT", default=5.0)
+# How old a last price placement may hold against (0: ask the exchange every time).
+QUOTE_MAX_AGE_SECONDS = env.float("QUOTE_MAX_AGE_SECONDS", default=1.0)
 
 # --- Relay -------------------------------------------------------------------
 RELAY_BATCH_SIZE = env.int("RELAY_BATCH_SIZE", default=500)

@@ -25,3 +25,5 @@ WHITENOISE_USE_FINDERS = True
 CACHES["default"]["KEY_PREFIX"] = f"test-{TEST_RUN_ID}"  # noqa: F405
 # Parallel runs on one machine must not drop each other's test database.
 DATABASES["default"]["TEST"] = {"NAME": f"test_broker_{TEST_RUN_ID}"}  # noqa: F405
+# Tests fake the exchange's quotes per test: no price may outlive its test.
+QUOTE_MAX_AGE_SECONDS = 0.0

@@ -5,7 +5,7 @@ import pytest
 from django.test import override_settings
 
 from broker.models import LedgerEntry
-from tests.broker.api.conftest import client_for, order
+from tests.broker.api.conftest import client_for, fake_quote, order
 from tests.factories import give_shares, make_customer
 
 pytestmark = pytest.mark.django_db
@@ -124,3 +124,32 @@ def test_an_unreachable_database_is_a_503_problem_not_a_500(monkeypatch):
     assert response["Retry-After"] == "1"
     assert response["Content-Type"] == "application/problem+json"
     assert response.json()["code"] == "database_unavailable"
+
+
+def test_placement_reuses_a_fresh_last_price_and_refetches_a_stale_one(monkeypatch):
+    from broker import quotes
+
+    asked = []
+
+    def counting_quote(symbol):
+        asked.append(symbol)
+        return fake_quote(symbol)
+
+    monkeypatch.setattr(quotes, "quote", counting_quote)
+    monkeypatch.setattr(quotes, "_last_prices", {})
+    clock = [1000.0]
+    monkeypatch.setattr(quotes.time, "monotonic", lambda: clock[0])
+    with override_settings(QUOTE_MAX_AGE_SECONDS=1.0):
+        assert quotes.last_price("AAPL") == Decimal("100")
+        assert quotes.last_price("NOPE") is None
+        clock[0] += 0.5
+        assert quotes.last_price("AAPL") == Decimal("100")
+        assert quotes.last_price("NOPE") is None
+        assert asked == ["AAPL", "NOPE"]
+        clock[0] += 0.6
+        assert quotes.last_price("AAPL") == Decimal("100")
+        assert asked == ["AAPL", "NOPE", "AAPL"]
+    with override_settings(QUOTE_MAX_AGE_SECONDS=0.0):
+        quotes.last_price("AAPL")
+        quotes.last_price("AAPL")
+    assert asked.count("AAPL") == 4
