@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 CASH_PLACES = 2
 QUANTITY_PLACES = 6
@@ -280,7 +281,9 @@ class LedgerEntry(models.Model):
     amount = _quantity()
     # Manual adjustments say why and who.
     memo = models.CharField(max_length=300, blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
+    # When it was posted (a settlement posts several steps, then writes them in one
+    # statement; the timeline orders by this).
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         verbose_name_plural = "ledger entries"

@@ -4,8 +4,12 @@ entries."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
+
+from django.db.models import F
+from django.utils import timezone
 
 from broker.models import CASH_ASSET, Account, Execution, LedgerEntry, Position, Trade
 
@@ -23,6 +27,103 @@ class Posting:
         return self.symbol or CASH_ASSET
 
 
+class LedgerWriter:
+    """Collects the postings of one transaction for one account, then writes them
+    with one statement per kind of row: one UPDATE of the account, one per position
+    touched, one INSERT of every entry. A settlement that books a fill and releases
+    the rest of its hold is three statements instead of one set per step.
+
+    Must be used inside a transaction holding ``select_for_update()`` on the
+    account: the account row lock serialises every balance change of the customer,
+    positions included. A flush that breaks a balance rule (negative cash, reserved
+    above held) violates a CheckConstraint and aborts the whole transaction; the
+    rules hold for the state the transaction commits.
+    """
+
+    def __init__(self, account: Account) -> None:
+        self.account = account
+        self._reset()
+
+    def _reset(self) -> None:
+        self._entries: list[LedgerEntry] = []
+        self._cash = Decimal(0)
+        self._reserved_cash = Decimal(0)
+        # symbol -> [quantity delta, reserved quantity delta]
+        self._positions: dict[str, list[Decimal]] = defaultdict(
+            lambda: [Decimal(0), Decimal(0)]
+        )
+
+    def post(
+        self,
+        *,
+        kind: str,
+        postings: list[Posting],
+        trade: Trade | None = None,
+        execution: Execution | None = None,
+        memo: str = "",
+    ) -> None:
+        """One entry per non-zero posting, written at ``flush``."""
+        for posting in postings:
+            if posting.amount == 0:
+                continue
+            if posting.bucket == Bucket.CASH:
+                self._cash += posting.amount
+            elif posting.bucket == Bucket.RESERVED_CASH:
+                self._reserved_cash += posting.amount
+            elif posting.bucket == Bucket.POSITION:
+                self._positions[posting.symbol][0] += posting.amount
+            else:
+                self._positions[posting.symbol][1] += posting.amount
+            self._entries.append(
+                LedgerEntry(
+                    account=self.account,
+                    trade=trade,
+                    execution=execution,
+                    kind=kind,
+                    bucket=posting.bucket,
+                    asset=posting.asset,
+                    amount=posting.amount,
+                    memo=memo,
+                )
+            )
+
+    def flush(self) -> None:
+        """Write what was posted (nothing when nothing was) and start afresh. The
+        in-memory account carries the new balances."""
+        if not self._entries:
+            return
+        account = self.account
+        if self._cash or self._reserved_cash:
+            account.cash += self._cash
+            account.reserved_cash += self._reserved_cash
+            account.save(update_fields=["cash", "reserved_cash", "updated_at"])
+        for symbol, (quantity, reserved) in self._positions.items():
+            if quantity or reserved:
+                _position_move(account, symbol, quantity, reserved)
+        LedgerEntry.objects.bulk_create(self._entries)
+        self._reset()
+
+
+def _position_move(
+    account: Account, symbol: str, quantity: Decimal, reserved: Decimal
+) -> None:
+    """Move a position by deltas: one UPDATE, or an INSERT for the first shares of a
+    symbol (the account lock means no one else creates it meanwhile)."""
+    now = timezone.now()
+    moved = Position.objects.filter(account=account, symbol=symbol).update(
+        quantity=F("quantity") + quantity,
+        reserved_quantity=F("reserved_quantity") + reserved,
+        updated_at=now,
+    )
+    if not moved:
+        Position.objects.create(
+            account=account,
+            symbol=symbol,
+            quantity=quantity,
+            reserved_quantity=reserved,
+        )
+
+
 def ledger_post(
     *,
     account: Account,
@@ -32,47 +133,10 @@ def ledger_post(
     execution: Execution | None = None,
     memo: str = "",
 ) -> None:
-    """Append one entry per posting and move the balances by the same amounts.
-
-    Must run inside a transaction holding ``select_for_update()`` on ``account``:
-    the account row lock serialises every balance change of the customer, positions
-    included. A posting that breaks a balance rule (negative cash, reserved above
-    held) violates a CheckConstraint and aborts the whole transaction.
-    """
-    postings = [p for p in postings if p.amount != 0]
-    if not postings:
-        return
-    positions: dict[str, Position] = {}
-    for posting in postings:
-        if posting.bucket == Bucket.CASH:
-            account.cash += posting.amount
-        elif posting.bucket == Bucket.RESERVED_CASH:
-            account.reserved_cash += posting.amount
-        else:
-            position = positions.get(posting.symbol)
-            if position is None:
-                position, _ = Position.objects.get_or_create(
-                    account=account, symbol=posting.symbol
-                )
-                positions[posting.symbol] = position
-            if posting.bucket == Bucket.POSITION:
-                position.quantity += posting.amount
-            else:
-                position.reserved_quantity += posting.amount
-    if any(p.bucket in (Bucket.CASH, Bucket.RESERVED_CASH) for p in postings):
-        account.save(update_fields=["cash", "reserved_cash", "updated_at"])
-    for position in positions.values():
-        position.save(update_fields=["quantity", "reserved_quantity", "updated_at"])
-    LedgerEntry.objects.bulk_create(
-        LedgerEntry(
-            account=account,
-            trade=trade,
-            execution=execution,
-            kind=kind,
-            bucket=p.bucket,
-            asset=p.asset,
-            amount=p.amount,
-            memo=memo,
-        )
-        for p in postings
+    """Append one entry per posting and move the balances by the same amounts, at
+    once. Same contract as ``LedgerWriter``."""
+    writer = LedgerWriter(account)
+    writer.post(
+        kind=kind, postings=postings, trade=trade, execution=execution, memo=memo
     )
+    writer.flush()

@@ -8,9 +8,12 @@ from __future__ import annotations
 import logging
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.db.models import Subquery
+from django.utils import timezone
+
 from broker.exchange_client import ExchangeExecution, ExchangeOrder
 from broker.models import Account, Execution, LedgerEntry, Trade, TradeEvent
-from broker.services.ledger import Posting, ledger_post
+from broker.services.ledger import LedgerWriter, Posting
 from broker.services.transitions import TERMINAL, can_transition, trade_transition
 
 logger = logging.getLogger(__name__)
@@ -44,8 +47,9 @@ def trade_mark_submitted(*, trade_id: object, epoch: int | None = None) -> bool:
 def _lock(trade_id: object) -> tuple[Account, Trade]:
     """Account row lock, then trade row lock: the same order as placement and
     cancellation, so no deadlock."""
-    account_id = Trade.objects.values_list("account_id", flat=True).get(id=trade_id)
-    account = Account.objects.select_for_update().get(pk=account_id)
+    account = Account.objects.select_for_update().get(
+        pk=Subquery(Trade.objects.filter(id=trade_id).values("account_id"))
+    )
     trade = Trade.objects.select_for_update().get(id=trade_id)
     return account, trade
 
@@ -57,40 +61,89 @@ def trade_apply_order(
     it implies, releasing the unused hold on a terminal state.
 
     Must run inside the caller's (fenced) transaction. Applying the same or an older
-    order state again changes nothing.
+    order state again changes nothing. Returns the trade as booked.
+
+    Writes each kind of row once however many executions arrive: the executions,
+    their timeline lines, the trade, the balances and the ledger entries.
     """
     account, trade = _lock(trade_id)
-    known = set(trade.fills.values_list("exec_id", flat=True))
+    booked = {
+        exec_id: (quantity, price)
+        for exec_id, quantity, price in trade.fills.values_list(
+            "exec_id", "quantity", "price"
+        )
+    }
+    new = []
     for report in order.executions:
-        if report.exec_id not in known:
-            _apply_execution(account=account, trade=trade, report=report, epoch=epoch)
-            known.add(report.exec_id)
+        if report.exec_id not in booked:
+            booked[report.exec_id] = (report.quantity, report.price)
+            new.append(report)
+    ledger = LedgerWriter(account)
+    changed: dict[str, object] = {}
+    if new:
+        value = sum((q * p for q, p in booked.values()), start=Decimal(0))
+        value -= sum((r.quantity * r.price for r in new), start=Decimal(0))
+        executions = Execution.objects.bulk_create(
+            Execution(
+                trade=trade,
+                exec_id=report.exec_id,
+                quantity=report.quantity,
+                price=report.price,
+                executed_at=report.executed_at,
+            )
+            for report in new
+        )
+        for report, execution in zip(new, executions, strict=True):
+            value = _book_execution(ledger, trade, report, execution, value)
+        TradeEvent.objects.bulk_create(
+            _fill_event(trade, report, epoch) for report in new
+        )
+        changed.update(
+            filled_quantity=trade.filled_quantity,
+            average_price=trade.average_price,
+            hold_remaining=trade.hold_remaining,
+        )
     if order.order_id and trade.exchange_order_id != order.order_id:
-        Trade.objects.filter(id=trade.id).update(exchange_order_id=order.order_id)
+        trade.exchange_order_id = order.order_id
+        changed["exchange_order_id"] = order.order_id
 
-    if trade.status in TERMINAL:
-        return _refreshed(trade)
-    target = _TERMINAL_FROM_EXCHANGE.get(order.status)
-    if target == Status.FILLED and trade.filled_quantity < trade.quantity:
-        # The order says filled but not every execution has reached us yet: wait
-        # for them (they come with the feed) rather than book money we have not seen.
-        target = None
+    target = None if trade.status in TERMINAL else _target(trade, order)
+    moved = False
     if target is not None:
-        _finish(
-            account=account,
+        moved = _finish(
+            ledger=ledger,
             trade=trade,
             to_status=target,
             epoch=epoch,
             reject_reason=order.reject_reason if target == Status.REJECTED else "",
+            **changed,
         )
     elif trade.filled_quantity > 0 and trade.status == Status.SUBMITTED:
-        trade_transition(
-            trade_id=trade.id,
-            from_status=Status.SUBMITTED,
-            to_status=Status.PARTIALLY_FILLED,
-            epoch=epoch,
+        moved = _move(trade, Status.PARTIALLY_FILLED, epoch, **changed)
+    if changed and not moved:
+        Trade.objects.filter(id=trade.id).update(updated_at=timezone.now(), **changed)
+    ledger.flush()
+    for report in new:
+        logger.info(
+            "fill applied trade=%s customer=%s exec=%s qty=%s price=%s epoch=%s",
+            trade.id,
+            account.customer_id,
+            report.exec_id,
+            report.quantity,
+            report.price,
+            epoch,
         )
-    return _refreshed(trade)
+    return trade
+
+
+def _target(trade: Trade, order: ExchangeOrder) -> str | None:
+    """The terminal status the exchange's order state puts the trade in, if any."""
+    target = _TERMINAL_FROM_EXCHANGE.get(order.status)
+    if target == Status.FILLED and trade.filled_quantity < trade.quantity:
+        # The order says filled but not every execution has reached us yet: wait
+        # for them (they come with the feed) rather than book money we have not seen.
+        return None
+    return target
 
 
 def trade_finish_unsent(
@@ -101,39 +154,49 @@ def trade_finish_unsent(
     hold. Must run inside the caller's (fenced) transaction."""
     account, trade = _lock(trade_id)
     if trade.status not in TERMINAL:
+        ledger = LedgerWriter(account)
         _finish(
-            account=account,
+            ledger=ledger,
             trade=trade,
             to_status=to_status,
             epoch=epoch,
             reject_reason=reason if to_status == Status.REJECTED else "",
         )
-    return _refreshed(trade)
+        ledger.flush()
+    return trade
 
 
 def _cents(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def _refreshed(trade: Trade) -> Trade:
-    trade.refresh_from_db()
-    return trade
-
-
-def _apply_execution(
-    *, account: Account, trade: Trade, report: ExchangeExecution, epoch: int | None
-) -> None:
-    value_before = sum(
-        (f.quantity * f.price for f in trade.fills.all()), start=Decimal(0)
+def _move(trade: Trade, to_status: str, epoch: int | None, **fields: object) -> bool:
+    """The conditional transition, with ``fields`` written in the same UPDATE; the
+    in-memory trade follows when it happened."""
+    moved = trade_transition(
+        trade_id=trade.id,
+        from_status=trade.status,
+        to_status=to_status,
+        epoch=epoch,
+        **fields,
     )
+    if moved:
+        trade.status = to_status
+        for name, value in fields.items():
+            setattr(trade, name, value)
+    return moved
+
+
+def _book_execution(
+    ledger: LedgerWriter,
+    trade: Trade,
+    report: ExchangeExecution,
+    execution: Execution,
+    value_before: Decimal,
+) -> Decimal:
+    """Post one execution's money and shares and move the trade's fill totals (in
+    memory; the caller writes the trade). Returns the filled value after it."""
     value_after = value_before + report.quantity * report.price
-    execution = Execution.objects.create(
-        trade=trade,
-        exec_id=report.exec_id,
-        quantity=report.quantity,
-        price=report.price,
-        executed_at=report.executed_at,
-    )
     # Cumulative rounding: the cents charged over all fills add up to the rounded
     # total value, never to a sum of per-fill roundings that could exceed the hold.
     notional = _cents(value_after) - _cents(value_before)
@@ -151,27 +214,21 @@ def _apply_execution(
             Posting(Bucket.POSITION, -report.quantity, trade.symbol),
             Posting(Bucket.CASH, notional),
         ]
-    ledger_post(
-        account=account,
-        kind=LedgerEntry.Kind.FILL,
-        postings=postings,
-        trade=trade,
-        execution=execution,
+    ledger.post(
+        kind=LedgerEntry.Kind.FILL, postings=postings, trade=trade, execution=execution
     )
     trade.filled_quantity += report.quantity
     trade.average_price = (value_after / trade.filled_quantity).quantize(
         PRICE_TICK, rounding=ROUND_HALF_UP
     )
     trade.hold_remaining -= from_hold
-    trade.save(
-        update_fields=[
-            "filled_quantity",
-            "average_price",
-            "hold_remaining",
-            "updated_at",
-        ]
-    )
-    TradeEvent.objects.create(
+    return value_after
+
+
+def _fill_event(
+    trade: Trade, report: ExchangeExecution, epoch: int | None
+) -> TradeEvent:
+    return TradeEvent(
         trade=trade,
         kind="fill",
         status=trade.status,
@@ -183,26 +240,20 @@ def _apply_execution(
             "executed_at": report.executed_at.isoformat(),
         },
     )
-    logger.info(
-        "fill applied trade=%s customer=%s exec=%s qty=%s price=%s epoch=%s",
-        trade.id,
-        account.customer_id,
-        report.exec_id,
-        report.quantity,
-        report.price,
-        epoch,
-    )
 
 
 def _finish(
     *,
-    account: Account,
+    ledger: LedgerWriter,
     trade: Trade,
     to_status: str,
     epoch: int | None,
     reject_reason: str = "",
-) -> None:
-    """Move to a terminal status and release whatever is still held."""
+    **fields: object,
+) -> bool:
+    """Move to a terminal status (writing ``fields`` with it) and post the release
+    of whatever is still held; the caller flushes ``ledger``. False when the trade
+    did not move (``fields`` are then not written)."""
     if not can_transition(trade.status, to_status):
         logger.error(
             "exchange state %s not reachable from %s trade=%s",
@@ -210,36 +261,25 @@ def _finish(
             trade.status,
             trade.id,
         )
-        return
-    fields: dict[str, object] = {"hold_remaining": Decimal(0)}
+        return False
+    released = trade.hold_remaining
+    fields["hold_remaining"] = Decimal(0)
     if reject_reason:
         fields["reject_reason"] = reject_reason[:200]
-    if not trade_transition(
-        trade_id=trade.id,
-        from_status=trade.status,
-        to_status=to_status,
-        epoch=epoch,
-        **fields,
-    ):
-        return
-    if trade.hold_remaining:
+    if not _move(trade, to_status, epoch, **fields):
+        return False
+    if released:
         if trade.side == Trade.Side.BUY:
-            posting = Posting(Bucket.RESERVED_CASH, -trade.hold_remaining)
+            posting = Posting(Bucket.RESERVED_CASH, -released)
         else:
-            posting = Posting(
-                Bucket.RESERVED_POSITION, -trade.hold_remaining, trade.symbol
-            )
-        ledger_post(
-            account=account,
-            kind=LedgerEntry.Kind.RELEASE,
-            postings=[posting],
-            trade=trade,
-        )
+            posting = Posting(Bucket.RESERVED_POSITION, -released, trade.symbol)
+        ledger.post(kind=LedgerEntry.Kind.RELEASE, postings=[posting], trade=trade)
     logger.info(
         "trade %s trade=%s customer=%s filled=%s epoch=%s",
         to_status,
         trade.id,
-        account.customer_id,
+        ledger.account.customer_id,
         trade.filled_quantity,
         epoch,
     )
+    return True
