@@ -16,6 +16,8 @@ from broker.services.leadership import consumer_offsets
 
 logger = logging.getLogger(__name__)
 
+HINT_SECONDS = 1.0
+
 
 class TopicConsumer:
     def __init__(self, *, bootstrap_servers: str, topic: str, epoch: int) -> None:
@@ -24,6 +26,7 @@ class TopicConsumer:
         # arrived: together they tell a stalled fetcher from an idle topic.
         self._next: dict[int, int] = {}
         self._last_message_at = time.monotonic()
+        self._hint_at = 0.0
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap_servers,
@@ -32,7 +35,10 @@ class TopicConsumer:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 50,
+                # The broker answers a fetch as soon as one message is there
+                # (fetch.min.bytes=1): a long wait costs no latency, only spares
+                # the broker and this process an idle fetch every few ms.
+                "fetch.wait.max.ms": 500,
                 "client.id": f"executor-{topic}-{epoch}",
             }
         )
@@ -57,17 +63,20 @@ class TopicConsumer:
         )
         return partitions
 
-    def poll(self, timeout: float) -> Message | None:
-        message = self._consumer.poll(timeout)
-        if message is not None and message.error() is not None:
-            logger.warning(
-                "consume error topic=%s error=%s", self.topic, message.error()
-            )
-            return None
-        if message is not None:
+    def poll(self, timeout: float, max_messages: int = 1) -> list[Message]:
+        """Up to ``max_messages`` messages, waiting at most ``timeout`` for the
+        first; whatever else is already fetched comes with it."""
+        messages = []
+        for message in self._consumer.consume(max_messages, timeout):
+            if message.error() is not None:
+                logger.warning(
+                    "consume error topic=%s error=%s", self.topic, message.error()
+                )
+                continue
             self._next[message.partition()] = message.offset() + 1
             self._last_message_at = time.monotonic()
-        return message
+            messages.append(message)
+        return messages
 
     def observe_lag(self) -> int | None:
         """Consumer lag per partition (high watermark - next offset to handle) for
@@ -99,15 +108,20 @@ class TopicConsumer:
             return False
         return lag is None or lag > 0
 
-    def commit_hint(self, message: Message) -> None:
+    def commit_hint(self) -> None:
         """Mirror progress into Kafka's group offsets so standard lag tooling sees
-        it. PostgreSQL stays the truth; a lost hint is harmless."""
+        it, at most once per ``HINT_SECONDS`` (a commit per message would cost the
+        broker and this process a request each). PostgreSQL stays the truth; a
+        lost or late hint is harmless."""
+        now = time.monotonic()
+        if now - self._hint_at < HINT_SECONDS:
+            return
+        self._hint_at = now
         try:
             self._consumer.commit(
                 offsets=[
-                    TopicPartition(
-                        message.topic(), message.partition(), message.offset() + 1
-                    )
+                    TopicPartition(self.topic, partition, offset)
+                    for partition, offset in self._next.items()
                 ],
                 asynchronous=True,
             )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db import connection
+import time
+
+from django.db import close_old_connections, connection
 from django.db.backends.signals import connection_created
 
 
@@ -23,3 +25,21 @@ def bound_idle_transactions(seconds: float) -> None:
     connection_created.connect(apply, weak=False, dispatch_uid="executor-idle-tx")
     # A connection opened before (system checks) would miss the setting.
     connection.close()
+
+
+class ConnectionRefresher:
+    """``close_old_connections()`` (drop this thread's connection when it is past
+    its age or broken, and re-arm the health check) at most once per ``every``
+    seconds: per message it would cost a health-check round trip each time. A
+    connection that breaks in between surfaces as OperationalError, which the
+    callers handle by refreshing at once."""
+
+    def __init__(self, every: float = 1.0) -> None:
+        self._every = every
+        self._at = float("-inf")
+
+    def maybe(self) -> None:
+        now = time.monotonic()
+        if now - self._at >= self._every:
+            self._at = now
+            close_old_connections()

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -28,6 +29,7 @@ from broker.errors import Fenced
 from broker.exchange_client import (
     ExchangeClient,
     ExchangeError,
+    ExchangeOrder,
     ExecutionReport,
     StaleEpoch,
 )
@@ -36,16 +38,26 @@ from broker.observability.metrics import FEED_DEAD_LETTERS
 from broker.services.leadership import feed_cursor, feed_cursor_advance
 from broker.services.settlement import trade_apply_order
 from broker.services.transitions import TERMINAL
+from executor.booked import BookedOrders
+from executor.db_session import ConnectionRefresher
 from executor.fencing import Fence
 
 logger = logging.getLogger(__name__)
 
 
-def apply_reports(reports: list[ExecutionReport], *, fence: Fence, session: str) -> int:
+def apply_reports(
+    reports: list[ExecutionReport],
+    *,
+    fence: Fence,
+    session: str,
+    booked: BookedOrders | None = None,
+) -> int:
     """Apply a batch of reports and advance the cursor, in one fenced transaction.
     Replayed or duplicated reports change nothing (exec ids unique per trade, status
-    changes conditional). Returns the new cursor."""
+    changes conditional). Trades it leaves terminal are recorded in ``booked`` once
+    committed. Returns the new cursor."""
     last_seq = max(report.seq for report in reports)
+    finished: list[ExchangeOrder] = []
     with fence.transaction():
         for report in reports:
             try:
@@ -69,7 +81,11 @@ def apply_reports(reports: list[ExecutionReport], *, fence: Fence, session: str)
                 # Already booked (usually from the order's own answer): nothing
                 # to do, and no need to take the account lock for it.
                 continue
-            trade_apply_order(trade_id=trade_id, order=report.order, epoch=fence.epoch)
+            settled = trade_apply_order(
+                trade_id=trade_id, order=report.order, epoch=fence.epoch
+            )
+            if settled.status in TERMINAL:
+                finished.append(report.order)
             TradeEvent.objects.create(
                 trade_id=trade_id,
                 kind="report",
@@ -77,9 +93,17 @@ def apply_reports(reports: list[ExecutionReport], *, fence: Fence, session: str)
                 detail={"session": session, "seq": report.seq, "type": report.type},
             )
         feed_cursor_advance(session=session, last_seq=last_seq)
+    if booked is not None:
+        for order in finished:
+            booked.add(order)
     return last_seq
 
 
+# A cursor that moved over repeats only is stored at most this often (a new
+# leader replays at most that much: harmless).
+STORE_SECONDS = 1.0
+# After a poll that brought only echoes of the leader's own bookings.
+ECHO_LINGER_SECONDS = 0.05
 # Failures of one report (outages not counted) before it is set aside.
 POISON_ATTEMPTS = 3
 OUTAGES = (OperationalError, InterfaceError)
@@ -90,6 +114,7 @@ def apply_reports_isolating(
     *,
     fence: Fence,
     session: str,
+    booked: BookedOrders | None = None,
     retry_delay: float = 0.05,
 ) -> int:
     """``apply_reports``, falling back to one report per transaction when the batch
@@ -98,7 +123,7 @@ def apply_reports_isolating(
     (its trade stays open for the stuck-trade reconciliation and operations).
     Returns the new cursor."""
     try:
-        return apply_reports(reports, fence=fence, session=session)
+        return apply_reports(reports, fence=fence, session=session, booked=booked)
     except (Fenced, *OUTAGES):
         raise
     except Exception:
@@ -107,7 +132,9 @@ def apply_reports_isolating(
     for report in sorted(reports, key=lambda r: r.seq):
         for attempt in range(1, POISON_ATTEMPTS + 1):
             try:
-                cursor = apply_reports([report], fence=fence, session=session)
+                cursor = apply_reports(
+                    [report], fence=fence, session=session, booked=booked
+                )
                 break
             except (Fenced, *OUTAGES):
                 raise
@@ -168,11 +195,13 @@ class FeedFollower(threading.Thread):
         new_client: Callable[[], ExchangeClient],
         stop: threading.Event,
         lost: threading.Event,
+        booked: BookedOrders | None = None,
         wait: float = 1.0,
     ) -> None:
         super().__init__(name=f"feed-{session}", daemon=True)
         self._fence = fence
         self._session = session
+        self._booked = booked or BookedOrders()
         self._new_client = new_client
         self._stop_event = stop
         self._lost = lost
@@ -183,8 +212,16 @@ class FeedFollower(threading.Thread):
         delay = 0.05
         try:
             close_old_connections()
-            cursor = feed_cursor(session=self._session)
+            connections = ConnectionRefresher()
+            cursor = stored = feed_cursor(session=self._session)
+            stored_at = time.monotonic()
             while not (self._stop_event.is_set() or self._lost.is_set()):
+                if cursor > stored and time.monotonic() - stored_at >= STORE_SECONDS:
+                    # Only repeats were passed over since: store how far we are.
+                    connections.maybe()
+                    with self._fence.transaction():
+                        feed_cursor_advance(session=self._session, last_seq=cursor)
+                    stored, stored_at = cursor, time.monotonic()
                 self._fence.check_alive()
                 try:
                     reports = exchange.reports(after=cursor, wait=self._wait)
@@ -200,11 +237,23 @@ class FeedFollower(threading.Thread):
                 delay = 0.05
                 if not reports:
                     continue
-                close_old_connections()
+                fresh = [r for r in reports if not self._booked.covers(r)]
+                if not fresh:
+                    cursor = max(r.seq for r in reports)
+                    # Echoes only: let a few more gather before the next poll
+                    # (one round trip for many under load).
+                    self._stop_event.wait(ECHO_LINGER_SECONDS)
+                    continue
+                connections.maybe()
                 try:
-                    cursor = apply_reports_isolating(
-                        reports, fence=self._fence, session=self._session
+                    applied = apply_reports_isolating(
+                        fresh,
+                        fence=self._fence,
+                        session=self._session,
+                        booked=self._booked,
                     )
+                    stored, stored_at = applied, time.monotonic()
+                    cursor = max(applied, *(r.seq for r in reports))
                 except OUTAGES as exc:
                     # PostgreSQL is away: wait for it (the same reports come again).
                     logger.warning(

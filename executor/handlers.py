@@ -41,6 +41,7 @@ from broker.services.settlement import (
     trade_mark_submitted,
 )
 from broker.services.transitions import TERMINAL
+from executor.booked import BookedOrders
 from executor.dead_letters import DeadLetterSink
 from executor.fencing import Fence
 
@@ -76,6 +77,7 @@ def handle_message(
     exchange: ExchangeClient,
     dead_letters: DeadLetterSink,
     retry: RetryPolicy = RetryPolicy(),
+    booked: BookedOrders | None = None,
 ) -> str:
     """Process one message completely, ending with its offset stored in PostgreSQL;
     returns the outcome, ``handled`` or ``dead_lettered``.
@@ -84,7 +86,8 @@ def handle_message(
     whose handling fails for a reason that is not an outage (database or network
     down) is retried ``retry.poison_attempts`` times, then dead-lettered, so no
     message can stall its topic. Raises Fenced when this process is no longer the
-    leader (nothing committed after that point).
+    leader (nothing committed after that point). Orders it books terminal are
+    recorded in ``booked`` (for the report feed to pass over their echo).
     """
     try:
         event = Event.decode(raw)
@@ -107,7 +110,12 @@ def handle_message(
     while True:
         try:
             handler(
-                trade_id, position=position, fence=fence, exchange=exchange, retry=retry
+                trade_id,
+                position=position,
+                fence=fence,
+                exchange=exchange,
+                retry=retry,
+                booked=booked,
             )
             return HANDLED
         except StaleEpoch as exc:
@@ -165,7 +173,7 @@ def _dead_letter(
                 "epoch": fence.epoch,
             },
         )
-        _store_offset(position)
+        store_offset(position)
 
 
 def _printable(value: str | bytes) -> str:
@@ -185,7 +193,20 @@ def _done(
 ) -> None:
     """End of a message that touched a trade: leave the timeline record (which
     message, which leader, what the exchange said) and store the offset."""
-    TradeEvent.objects.create(
+    handled_event(position, fence, trade_id, action, outcome, order).save()
+    store_offset(position)
+
+
+def handled_event(
+    position: MessagePosition,
+    fence: Fence,
+    trade_id: uuid.UUID,
+    action: str,
+    outcome: str = "",
+    order: ExchangeOrder | None = None,
+) -> TradeEvent:
+    """The timeline record of a handled message (unsaved)."""
+    return TradeEvent(
         trade_id=trade_id,
         kind="handled",
         epoch=fence.epoch,
@@ -198,10 +219,9 @@ def _done(
             "exchange_order_id": order.order_id if order else "",
         },
     )
-    _store_offset(position)
 
 
-def _store_offset(position: MessagePosition) -> None:
+def store_offset(position: MessagePosition) -> None:
     consumer_offset_advance(
         topic=position.topic,
         partition=position.partition,
@@ -216,9 +236,10 @@ def _handle_trade_placed(
     fence: Fence,
     exchange: ExchangeClient,
     retry: RetryPolicy,
+    booked: BookedOrders | None,
 ) -> None:
     with fence.transaction():
-        trade = _trade_to_send(trade_id, position, fence)
+        trade = trade_to_send(trade_id, position, fence)
         if trade is None:
             return
         uncertain = trade.status != Status.ACCEPTED
@@ -226,14 +247,14 @@ def _handle_trade_placed(
     def send() -> ExchangeOrder | None:
         nonlocal uncertain
         try:
-            return _send_order(trade, exchange=exchange, uncertain=uncertain)
+            return send_order(trade, exchange=exchange, uncertain=uncertain)
         finally:
             uncertain = True  # after any attempt, an error leaves the outcome unknown
 
-    _exchange_then_settle(send, trade_id, "place_order", position, fence, retry)
+    _exchange_then_settle(send, trade_id, "place_order", position, fence, retry, booked)
 
 
-def _trade_to_send(
+def trade_to_send(
     trade_id: uuid.UUID, position: MessagePosition, fence: Fence
 ) -> Trade | None:
     """The trade as it is when its order may go out, marked submitted if it was
@@ -244,7 +265,7 @@ def _trade_to_send(
         if trade is None or trade.status in TERMINAL:
             if trade is None:
                 logger.warning("trade.placed for unknown trade=%s skipped", trade_id)
-            _store_offset(position)
+            store_offset(position)
             return None
         if trade.status == Status.PENDING_CANCEL and trade.submitted_at is None:
             _cancel_unsent(trade_id, position, fence)
@@ -265,21 +286,23 @@ def _handle_reconcile_requested(
     fence: Fence,
     exchange: ExchangeClient,
     retry: RetryPolicy,
+    booked: BookedOrders | None,
 ) -> None:
     """Catch a trade up with the exchange's record of it (operations or the stuck
     trade job asked). A trade not yet sent is left to its placement event."""
     with fence.transaction():
         trade = Trade.objects.filter(id=trade_id).first()
         if trade is None or trade.status in TERMINAL or trade.submitted_at is None:
-            _store_offset(position)
+            store_offset(position)
             return
     _exchange_then_settle(
-        lambda: _send_order(trade, exchange=exchange, uncertain=True),
+        lambda: send_order(trade, exchange=exchange, uncertain=True),
         trade_id,
         "reconcile",
         position,
         fence,
         retry,
+        booked,
     )
 
 
@@ -290,12 +313,13 @@ def _handle_cancel_requested(
     fence: Fence,
     exchange: ExchangeClient,
     retry: RetryPolicy,
+    booked: BookedOrders | None,
 ) -> None:
     with fence.transaction():
         trade = Trade.objects.filter(id=trade_id).first()
         if trade is None or trade.status != Status.PENDING_CANCEL:
             # Terminal already (a fill won, or the placement handled the cancel).
-            _store_offset(position)
+            store_offset(position)
             return
         if trade.submitted_at is None:
             _cancel_unsent(trade_id, position, fence)
@@ -308,6 +332,7 @@ def _handle_cancel_requested(
         position,
         fence,
         retry,
+        booked,
     )
 
 
@@ -325,12 +350,13 @@ def _exchange_then_settle(
     position: MessagePosition,
     fence: Fence,
     retry: RetryPolicy,
+    booked: BookedOrders | None = None,
 ) -> None:
     """Get the exchange's answer (retrying outages), then book it and store the
     offset in one fenced transaction. A definitive refusal rejects the trade; no
     order at the exchange (None) cancels it."""
     try:
-        order = _with_retry(call, fence=fence, retry=retry, trade_id=trade_id)
+        order = with_retry(call, fence=fence, retry=retry, trade_id=trade_id)
     except StaleEpoch:
         raise
     except ExchangeRefused as exc:
@@ -360,6 +386,8 @@ def _exchange_then_settle(
                 trade_id=trade_id, order=order, epoch=fence.epoch
             )
         _done(position, fence, trade_id, action, settled.status, order)
+    if booked is not None and order is not None and settled.status in TERMINAL:
+        booked.add(order)
     logger.info(
         "trade settled trade=%s action=%s status=%s topic=%s epoch=%s",
         trade_id,
@@ -370,7 +398,7 @@ def _exchange_then_settle(
     )
 
 
-def _send_order(
+def send_order(
     trade: Trade, *, exchange: ExchangeClient, uncertain: bool
 ) -> ExchangeOrder | None:
     """Get the trade's order to the exchange once. When an earlier attempt may have
@@ -392,7 +420,7 @@ def _send_order(
     )
 
 
-def _with_retry(
+def with_retry(
     call: Callable[[], T], *, fence: Fence, retry: RetryPolicy, trade_id: object
 ) -> T:
     """Call until the exchange answers (ExchangeRefused is an answer). Backs off

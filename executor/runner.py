@@ -23,12 +23,15 @@ from broker.observability.metrics import EPOCH, LEADER, MESSAGES
 from broker.observability.server import serve_worker_endpoints
 from broker.services.leadership import topic_leader_claim
 from executor.balance import LeadershipBalance
+from executor.batch import handle_messages
+from executor.booked import BookedOrders
 from executor.consumer import TopicConsumer
+from executor.db_session import ConnectionRefresher
 from executor.dead_letters import KafkaDeadLetterSink
 from executor.election import TopicCandidate
 from executor.feed import FeedFollower
 from executor.fencing import Fence
-from executor.handlers import MessagePosition, handle_message
+from executor.handlers import MessagePosition
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,10 @@ LAG_CHECK_SECONDS = 5.0
 # No message for this long while the topic has unread ones: the consumer is
 # replaced (see TopicConsumer.stalled).
 CONSUMER_STALL_SECONDS = 10.0
+# Messages taken per poll: consecutive placements among them share one
+# transaction per phase (executor/batch.py); a larger run delays its first trade's
+# settlement by the others' exchange round trips.
+BATCH_MESSAGES = 16
 
 
 def default_identity() -> str:
@@ -243,12 +250,15 @@ class Executor:
 
         exchange = new_client()
         consumer: TopicConsumer | None = None
+        booked = BookedOrders()
+        connections = ConnectionRefresher()
         feed = FeedFollower(
             fence=fence,
             session=topic,
             new_client=new_client,
             stop=self._stop,
             lost=lost,
+            booked=booked,
         )
         reconnects_seen = self._reconnects
         next_balance_check = time.monotonic() + BALANCE_CHECK_SECONDS
@@ -289,21 +299,26 @@ class Executor:
                             self._balance.share(),
                         )
                         return
-                message = consumer.poll(0.2)
-                if message is None:
+                messages = consumer.poll(0.2, max_messages=BATCH_MESSAGES)
+                if not messages:
                     continue
-                close_old_connections()
-                outcome = handle_message(
-                    message.value(),
-                    position=MessagePosition(
-                        message.topic(), message.partition(), message.offset()
-                    ),
+                connections.maybe()
+                outcomes = handle_messages(
+                    [
+                        (
+                            m.value(),
+                            MessagePosition(m.topic(), m.partition(), m.offset()),
+                        )
+                        for m in messages
+                    ],
                     fence=fence,
                     exchange=exchange,
                     dead_letters=self._dead_letters,
+                    booked=booked,
                 )
-                MESSAGES.labels(topic, outcome).inc()
-                consumer.commit_hint(message)
+                for outcome in outcomes:
+                    MESSAGES.labels(topic, outcome).inc()
+                consumer.commit_hint()
         except (Fenced, StaleEpoch) as exc:
             logger.warning("fenced, stepping down topic=%s reason=%s", topic, exc)
         finally:

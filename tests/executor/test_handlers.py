@@ -30,12 +30,12 @@ from broker.models import (
 from broker.services.cancellation import trade_request_cancel
 from broker.services.leadership import topic_leader_claim
 from broker.services.placement import trade_place
+from executor.booked import BookedOrders
 from executor.feed import apply_reports, apply_reports_isolating
-from executor.fencing import Fence
 from executor.handlers import MessagePosition, RetryPolicy, handle_message
+from tests.executor.conftest import TOPIC
 from tests.factories import fixed_price, give_shares, make_customer
 
-TOPIC = "unit.trades.0"
 FAST_RETRY = RetryPolicy(first_delay=0.001, max_delay=0.001)
 _offsets = itertools.count(1000)
 
@@ -136,13 +136,6 @@ class FakeExchange:
             reject_reason="",
             executions=executions,
         )
-
-
-@pytest.fixture
-def fence(db):
-    epoch = 10
-    assert topic_leader_claim(topic=TOPIC, epoch=epoch, holder="unit-test")
-    return Fence(topic=TOPIC, epoch=epoch, still_leader=lambda: True)
 
 
 def message_for(trade, event_type="trade.placed"):
@@ -534,3 +527,76 @@ def test_a_report_failing_every_time_is_dead_lettered_and_the_feed_moves_on(fenc
     assert str(poisoned.id) in letter.payload
     account = Account.objects.get(customer=customer)
     assert account.cash == Decimal("901.00")  # only the healthy fill booked
+
+
+def test_orders_booked_terminal_are_known_to_the_feed_only_after_commit(fence):
+    """The feed passes over a report that only repeats what the leader booked; a
+    report with an execution it has not booked is never passed over."""
+    customer, _ = make_customer("5000.00")
+    booked = BookedOrders()
+    venue = FakeExchange(fill="none")
+    resting, message = placed(
+        customer, quantity="2", order_type="limit", limit_price=Decimal("100.00")
+    )
+    handle_message(
+        message,
+        position=MessagePosition(TOPIC, 0, next(_offsets)),
+        fence=fence,
+        exchange=venue,
+        dead_letters=FakeDeadLetters(),
+        retry=FAST_RETRY,
+        booked=booked,
+    )
+    partial = venue.execute(str(resting.id), "1")
+    assert not booked.covers(report(1, partial))  # still open: nothing recorded
+    apply_reports([report(1, partial)], fence=fence, session=TOPIC, booked=booked)
+    assert not booked.covers(report(1, partial))
+
+    market, message = placed(customer, quantity="1")
+    exchange = FakeExchange()
+    handle_message(
+        message,
+        position=MessagePosition(TOPIC, 0, next(_offsets)),
+        fence=fence,
+        exchange=exchange,
+        dead_letters=FakeDeadLetters(),
+        retry=FAST_RETRY,
+        booked=booked,
+    )
+    answer = exchange.orders[str(market.id)]
+    assert booked.covers(report(2, answer))
+    # An execution this process never booked is not covered.
+    later = replace(
+        answer,
+        executions=(
+            *answer.executions,
+            replace(answer.executions[0], exec_id="EX-late-1"),
+        ),
+    )
+    assert not booked.covers(report(3, later))
+
+    rest = venue.execute(str(resting.id), "1")
+    apply_reports([report(4, rest)], fence=fence, session=TOPIC, booked=booked)
+    assert booked.covers(report(4, rest))
+
+
+def test_booked_orders_are_bounded():
+    booked = BookedOrders(capacity=2)
+    orders = [
+        ExchangeOrder(
+            client_order_id=f"o{n}",
+            order_id=f"EX-{n}",
+            status="filled",
+            filled_quantity=Decimal(1),
+            reject_reason="",
+            executions=(),
+        )
+        for n in range(3)
+    ]
+    for order in orders:
+        booked.add(order)
+    assert [booked.covers(report(n, o)) for n, o in enumerate(orders)] == [
+        False,
+        True,
+        True,
+    ]

@@ -1,0 +1,239 @@
+"""Several messages of a poll handled together: a run of consecutive
+``trade.placed`` messages goes through one fenced transaction per phase instead of
+two per message (one epoch check, one commit and one offset write per phase for
+the whole run).
+
+The phases are those of ``handlers`` for one message: (1) mark every trade of the
+run submitted, (2) send their orders one after the other, in message order (so a
+customer's orders reach the exchange in the order they were placed), (3) book
+every answer and store the offset after the run. A crash between phases replays
+the run, and every step of a replay is a no-op or a request the exchange
+deduplicates, exactly as for one message. Anything that is not a ``trade.placed``
+message, a run of one, and a run whose batched handling fails for any reason other
+than the fence, go through ``handle_message`` one message at a time (which also
+waits out outages and dead-letters poison).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from broker.errors import Fenced
+from broker.events import Event, UndecodableEvent
+from broker.exchange_client import (
+    ExchangeClient,
+    ExchangeOrder,
+    ExchangeRefused,
+    StaleEpoch,
+)
+from broker.models import Trade, TradeEvent
+from broker.services.settlement import trade_apply_order, trade_finish_unsent
+from broker.services.transitions import TERMINAL
+from executor.booked import BookedOrders
+from executor.dead_letters import DeadLetterSink
+from executor.fencing import Fence
+from executor.handlers import (
+    HANDLED,
+    MessagePosition,
+    RetryPolicy,
+    handle_message,
+    handled_event,
+    send_order,
+    store_offset,
+    trade_to_send,
+    with_retry,
+)
+
+logger = logging.getLogger(__name__)
+
+Status = Trade.Status
+DEFAULT_RETRY = RetryPolicy()
+
+
+@dataclass
+class _Placed:
+    raw: bytes | None
+    position: MessagePosition
+    trade_id: uuid.UUID
+    trade: Trade | None = None
+    answer: ExchangeOrder | ExchangeRefused | None = None
+
+
+def handle_messages(
+    messages: list[tuple[bytes | None, MessagePosition]],
+    *,
+    fence: Fence,
+    exchange: ExchangeClient,
+    dead_letters: DeadLetterSink,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    booked: BookedOrders | None = None,
+) -> list[str]:
+    """Handle ``messages`` (raw value, position) in order; returns each one's
+    outcome. Raises Fenced when this process is no longer the leader."""
+
+    def one_by_one(items: list[tuple[bytes | None, MessagePosition]]) -> list[str]:
+        return [
+            handle_message(
+                raw,
+                position=position,
+                fence=fence,
+                exchange=exchange,
+                dead_letters=dead_letters,
+                retry=retry,
+                booked=booked,
+            )
+            for raw, position in items
+        ]
+
+    outcomes: list[str] = []
+    run: list[_Placed] = []
+
+    def flush_run() -> None:
+        if len(run) > 1:
+            try:
+                _handle_placed_run(run, fence=fence, exchange=exchange, retry=retry)
+            except StaleEpoch as exc:
+                raise Fenced(
+                    f"{fence.topic}: the exchange knows a newer epoch"
+                ) from exc
+            except Fenced:
+                raise
+            except Exception:
+                logger.warning(
+                    "batched handling failed, one by one topic=%s offsets=%s..%s",
+                    fence.topic,
+                    run[0].position.offset,
+                    run[-1].position.offset,
+                    exc_info=True,
+                )
+                outcomes.extend(one_by_one([(p.raw, p.position) for p in run]))
+            else:
+                outcomes.extend(HANDLED for _ in run)
+                if booked is not None:
+                    for placed in run:
+                        if (
+                            isinstance(placed.answer, ExchangeOrder)
+                            and placed.trade.status in TERMINAL
+                        ):
+                            booked.add(placed.answer)
+        else:
+            outcomes.extend(one_by_one([(p.raw, p.position) for p in run]))
+        run.clear()
+
+    for raw, position in messages:
+        trade_id = _placed_trade_id(raw)
+        if trade_id is None:
+            flush_run()
+            outcomes.extend(one_by_one([(raw, position)]))
+        else:
+            run.append(_Placed(raw, position, trade_id))
+    flush_run()
+    return outcomes
+
+
+def _placed_trade_id(raw: bytes | None) -> uuid.UUID | None:
+    """The trade of a well-formed ``trade.placed`` message; None for anything else
+    (which the one-message path handles, dead letters included)."""
+    try:
+        event = Event.decode(raw)
+        if event.event_type != "trade.placed":
+            return None
+        return uuid.UUID(str(event.payload["trade_id"]))
+    except (UndecodableEvent, KeyError, ValueError, TypeError):
+        return None
+
+
+def _handle_placed_run(
+    run: list[_Placed], *, fence: Fence, exchange: ExchangeClient, retry: RetryPolicy
+) -> None:
+    with fence.transaction():
+        to_send = []
+        for placed in run:
+            trade = trade_to_send(placed.trade_id, placed.position, fence)
+            if trade is not None:
+                to_send.append((placed, trade, trade.status != Status.ACCEPTED))
+
+    for placed, trade, uncertain in to_send:
+        placed.answer = _answer(trade, exchange, uncertain, fence, retry)
+
+    with fence.transaction():
+        events = []
+        for placed, _, _ in to_send:
+            answer = placed.answer
+            if isinstance(answer, ExchangeRefused):
+                placed.trade = trade_finish_unsent(
+                    trade_id=placed.trade_id,
+                    to_status=Status.REJECTED,
+                    reason=answer.code,
+                    epoch=fence.epoch,
+                )
+                outcome, order = f"refused: {answer.code}", None
+            elif answer is None:
+                placed.trade = trade_finish_unsent(
+                    trade_id=placed.trade_id,
+                    to_status=Status.CANCELED,
+                    epoch=fence.epoch,
+                )
+                outcome, order = placed.trade.status, None
+            else:
+                placed.trade = trade_apply_order(
+                    trade_id=placed.trade_id, order=answer, epoch=fence.epoch
+                )
+                outcome, order = placed.trade.status, answer
+            events.append(
+                handled_event(
+                    placed.position,
+                    fence,
+                    placed.trade_id,
+                    "place_order",
+                    outcome,
+                    order,
+                )
+            )
+        TradeEvent.objects.bulk_create(events)
+        last: dict[tuple[str, int], MessagePosition] = {}
+        for placed in run:
+            last[(placed.position.topic, placed.position.partition)] = placed.position
+        for position in last.values():
+            store_offset(position)
+    for placed, _, _ in to_send:
+        logger.info(
+            "trade settled trade=%s action=place_order status=%s topic=%s epoch=%s",
+            placed.trade_id,
+            placed.trade.status,
+            fence.topic,
+            fence.epoch,
+        )
+
+
+def _answer(
+    trade: Trade,
+    exchange: ExchangeClient,
+    uncertain: bool,
+    fence: Fence,
+    retry: RetryPolicy,
+) -> ExchangeOrder | ExchangeRefused | None:
+    """The exchange's answer to the trade's order (retrying outages); a definitive
+    refusal is an answer too. StaleEpoch propagates."""
+
+    def send() -> ExchangeOrder | None:
+        nonlocal uncertain
+        try:
+            return send_order(trade, exchange=exchange, uncertain=uncertain)
+        finally:
+            uncertain = True  # after any attempt, an error leaves the outcome unknown
+
+    try:
+        return with_retry(send, fence=fence, retry=retry, trade_id=trade.id)
+    except StaleEpoch:
+        raise
+    except ExchangeRefused as exc:
+        logger.warning(
+            "exchange refused trade=%s action=place_order code=%s detail=%s",
+            trade.id,
+            exc.code,
+            exc.detail,
+        )
+        return exc
