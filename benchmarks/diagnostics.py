@@ -36,11 +36,11 @@ class _Calls:
     @contextlib.contextmanager
     def patched(self):
         import redis
-        import requests
+        import urllib3
 
         original_redis = redis.Redis.execute_command
         original_pipeline = redis.client.Pipeline.execute
-        original_send = requests.Session.send
+        original_urlopen = urllib3.connectionpool.HTTPConnectionPool.urlopen
         calls = self.counts
 
         def execute_command(client, *args, **kwargs):
@@ -51,19 +51,19 @@ class _Calls:
             calls["redis"] += 1  # one round trip, however many commands
             return original_pipeline(pipeline, *args, **kwargs)
 
-        def send(session, request, **kwargs):
+        def urlopen(pool, *args, **kwargs):
             calls["http"] += 1
-            return original_send(session, request, **kwargs)
+            return original_urlopen(pool, *args, **kwargs)
 
         redis.Redis.execute_command = execute_command
         redis.client.Pipeline.execute = execute_pipeline
-        requests.Session.send = send
+        urllib3.connectionpool.HTTPConnectionPool.urlopen = urlopen
         try:
             yield
         finally:
             redis.Redis.execute_command = original_redis
             redis.client.Pipeline.execute = original_pipeline
-            requests.Session.send = original_send
+            urllib3.connectionpool.HTTPConnectionPool.urlopen = original_urlopen
 
 
 def _measure(label: str, units: int, timed, counted) -> dict:
