@@ -29,7 +29,11 @@ from broker.exchange_client import (
     StaleEpoch,
 )
 from broker.models import Trade, TradeEvent
-from broker.services.settlement import trade_apply_order, trade_finish_unsent
+from broker.services.settlement import (
+    lock_accounts_of,
+    trade_apply_order,
+    trade_finish_unsent,
+)
 from broker.services.transitions import TERMINAL
 from executor.booked import BookedOrders
 from executor.dead_letters import DeadLetterSink
@@ -159,6 +163,7 @@ def _handle_placed_run(
         placed.answer = _answer(trade, exchange, uncertain, fence, retry)
 
     with fence.transaction():
+        lock_accounts_of([placed.trade_id for placed, _, _ in to_send])
         events = []
         for placed, _, _ in to_send:
             answer = placed.answer

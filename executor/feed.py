@@ -36,7 +36,7 @@ from broker.exchange_client import (
 from broker.models import DeadLetter, Execution, Trade, TradeEvent
 from broker.observability.metrics import FEED_DEAD_LETTERS
 from broker.services.leadership import feed_cursor, feed_cursor_advance
-from broker.services.settlement import trade_apply_order
+from broker.services.settlement import lock_accounts_of, trade_apply_order
 from broker.services.transitions import TERMINAL
 from executor.booked import BookedOrders
 from executor.db_session import ConnectionRefresher
@@ -59,6 +59,7 @@ def apply_reports(
     last_seq = max(report.seq for report in reports)
     finished: list[ExchangeOrder] = []
     with fence.transaction():
+        lock_accounts_of(list(filter(None, map(_trade_id, reports))))
         for report in reports:
             try:
                 trade_id = uuid.UUID(report.client_order_id)
@@ -97,6 +98,13 @@ def apply_reports(
         for order in finished:
             booked.add(order)
     return last_seq
+
+
+def _trade_id(report: ExecutionReport) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(report.client_order_id)
+    except ValueError:
+        return None
 
 
 # A cursor that moved over repeats only is stored at most this often (a new

@@ -44,6 +44,23 @@ def trade_mark_submitted(*, trade_id: object, epoch: int | None = None) -> bool:
     )
 
 
+def lock_accounts_of(trade_ids: list[object]) -> None:
+    """Lock the accounts of several trades at once, in account id order. A
+    transaction that settles several trades calls this first: taking their locks
+    one by one in its own order could deadlock with another such transaction (the
+    leader's batch against its report feed) taking them in another order."""
+    if len(trade_ids) < 2:
+        return
+    list(
+        Account.objects.select_for_update()
+        .filter(
+            pk__in=Subquery(Trade.objects.filter(id__in=trade_ids).values("account_id"))
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 def _lock(trade_id: object) -> tuple[Account, Trade]:
     """Account row lock, then trade row lock: the same order as placement and
     cancellation, so no deadlock."""

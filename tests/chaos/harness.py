@@ -390,14 +390,21 @@ class ChaosSystem:
 
     def quiesce(self, timeout: float = 45) -> None:
         """Wait until nothing is in flight: outbox published, no trade waiting for
-        the executor, and every session's feed cursor at the exchange's last
+        the executor (to be sent, to be canceled, or a market order waiting for
+        its answer), and every session's feed cursor at the exchange's last
         report (so no leader is inside a transaction because of old work)."""
+        from django.db.models import Q
+
         from broker.models import FeedCursor
+
+        waiting = Q(status__in=["accepted", "pending_cancel"]) | Q(
+            status="submitted", type="market"
+        )
 
         def quiet() -> bool:
             if self.outbox_backlog():
                 return False
-            if self._our_trades().filter(status="accepted").exists():
+            if self._our_trades().filter(waiting).exists():
                 return False
             cursors = dict(
                 FeedCursor.objects.filter(session__in=self.topics).values_list(

@@ -315,13 +315,19 @@ def test_01_sigkill_leader_after_send_before_db_write(make_system, chaos_results
 
 
 def test_10_exchange_accepts_but_answer_lost(make_system, chaos_results):
-    """Dropped answers and held connections (client timeouts) on order entry and
-    the feed while the load flows: every uncertain attempt is resolved by asking."""
+    """Dropped answers, held connections (client timeouts), 5xx answers and
+    duplicated execution reports on order entry and the feed while the load flows:
+    every uncertain attempt is resolved by asking, every report booked once."""
     system = make_system()
     load = system.workload(system.clients_for(CUSTOMERS + 2), ops=OPS, seed=10).start()
     load.wait_ops(8)
     system.exchange_faults(
-        drop_response_rate=0.3, timeout_rate=0.2, timeout_hold_s=4, seed=10
+        drop_response_rate=0.3,
+        timeout_rate=0.2,
+        timeout_hold_s=4,
+        error_rate=0.1,
+        duplicate_reports=True,
+        seed=10,
     )
     load.wait_ops(8 + (60 if FULL else 25), timeout=60)
     price_dip(system, "AAPL")  # resting limits fill through the (faulted) feed
@@ -329,6 +335,7 @@ def test_10_exchange_accepts_but_answer_lost(make_system, chaos_results):
     system.exchange_faults()
     system.notes.append(f"exchange fault counters: {counters}")
     assert counters["dropped_responses"] + counters["timeouts"] > 0
+    assert counters["errors"] > 0 and counters["duplicated_reports"] > 0
     load.wait()
     finish(system, 10, "answer-lost", chaos_results)
 

@@ -419,6 +419,36 @@ def test_cancel_of_a_partially_filled_resting_order_releases_the_rest(fence):
     assert Position.objects.get(account=account, symbol="AAPL").quantity == 3
 
 
+@pytest.mark.parametrize("ending", ["canceled", "expired"])
+def test_a_limit_sell_that_ends_part_filled_releases_the_rest_of_its_shares(
+    fence, ending
+):
+    """The sell side of 'every terminal state releases the unused hold': shares
+    instead of cash."""
+    customer, _ = make_customer("0.00")
+    give_shares(customer, "AAPL", "10")
+    trade, message = placed(
+        customer,
+        side="sell",
+        quantity="6",
+        order_type="limit",
+        limit_price=Decimal("100.00"),
+    )
+    position = Position.objects.get(account__customer=customer, symbol="AAPL")
+    assert (position.quantity, position.reserved_quantity) == (10, 6)
+    exchange = FakeExchange(price="101.00", fill=Decimal("2"))
+    deliver(message, fence, exchange)
+    final = replace(exchange.orders[str(trade.id)], status=ending)
+    apply_reports([report(1, final)], fence=fence, session=TOPIC)
+
+    trade.refresh_from_db()
+    assert (trade.status, trade.filled_quantity) == (ending, 2)
+    position.refresh_from_db()
+    assert (position.quantity, position.reserved_quantity) == (8, 0)
+    account = Account.objects.get(customer=customer)
+    assert (account.cash, account.reserved_cash) == (Decimal("202.00"), 0)
+
+
 def test_a_cancel_that_loses_the_race_to_a_fill_ends_filled(fence):
     customer, _ = make_customer("5000.00")
     trade, message = placed(
