@@ -97,7 +97,9 @@ def handle_messages(
     def flush_run() -> None:
         if len(run) > 1:
             try:
-                _handle_placed_run(run, fence=fence, exchange=exchange, retry=retry)
+                _handle_placed_run(
+                    run, fence=fence, exchange=exchange, retry=retry, booked=booked
+                )
             except StaleEpoch as exc:
                 raise Fenced(
                     f"{fence.topic}: the exchange knows a newer epoch"
@@ -115,13 +117,6 @@ def handle_messages(
                 outcomes.extend(one_by_one([(p.raw, p.position) for p in run]))
             else:
                 outcomes.extend(HANDLED for _ in run)
-                if booked is not None:
-                    for placed in run:
-                        if (
-                            isinstance(placed.answer, ExchangeOrder)
-                            and placed.trade.status in TERMINAL
-                        ):
-                            booked.add(placed.answer)
         else:
             outcomes.extend(one_by_one([(p.raw, p.position) for p in run]))
         run.clear()
@@ -150,7 +145,12 @@ def _placed_trade_id(raw: bytes | None) -> uuid.UUID | None:
 
 
 def _handle_placed_run(
-    run: list[_Placed], *, fence: Fence, exchange: ExchangeClient, retry: RetryPolicy
+    run: list[_Placed],
+    *,
+    fence: Fence,
+    exchange: ExchangeClient,
+    retry: RetryPolicy,
+    booked: BookedOrders | None,
 ) -> None:
     with fence.transaction():
         to_send = []
@@ -158,7 +158,30 @@ def _handle_placed_run(
             trade = trade_to_send(placed.trade_id, placed.position, fence)
             if trade is not None:
                 to_send.append((placed, trade, trade.status != Status.ACCEPTED))
+    in_flight = [str(placed.trade_id) for placed, _, _ in to_send]
+    booked = booked or BookedOrders()
+    booked.begin(in_flight)
+    try:
+        _send_and_book(run, to_send, fence=fence, exchange=exchange, retry=retry)
+        for placed, _, _ in to_send:
+            if isinstance(placed.answer, ExchangeOrder) and placed.trade.status in (
+                TERMINAL
+            ):
+                booked.add(placed.answer)
+    finally:
+        booked.end(in_flight)
 
+
+def _send_and_book(
+    run: list[_Placed],
+    to_send: list[tuple[_Placed, Trade, bool]],
+    *,
+    fence: Fence,
+    exchange: ExchangeClient,
+    retry: RetryPolicy,
+) -> None:
+    """Phases 2 and 3: the orders in message order, then one transaction books
+    every answer and stores the offset after the run."""
     for placed, trade, uncertain in to_send:
         placed.answer = _answer(trade, exchange, uncertain, fence, retry)
 

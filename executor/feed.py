@@ -110,6 +110,8 @@ def _trade_id(report: ExecutionReport) -> uuid.UUID | None:
 # A cursor that moved over repeats only is stored at most this often (a new
 # leader replays at most that much: harmless).
 STORE_SECONDS = 1.0
+# How long the feed waits for the leader to book an order it has in flight.
+IN_FLIGHT_WAIT_SECONDS = 2.0
 # After a poll that brought only echoes of the leader's own bookings.
 ECHO_LINGER_SECONDS = 0.05
 # Failures of one report (outages not counted) before it is set aside.
@@ -245,6 +247,9 @@ class FeedFollower(threading.Thread):
                 delay = 0.05
                 if not reports:
                     continue
+                # The leader's own answers come back here, often before it has
+                # booked them: let it finish rather than book them twice.
+                self._booked.wait_settled(reports, timeout=IN_FLIGHT_WAIT_SECONDS)
                 fresh = [r for r in reports if not self._booked.covers(r)]
                 if not fresh:
                     cursor = max(r.seq for r in reports)

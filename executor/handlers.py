@@ -354,7 +354,26 @@ def _exchange_then_settle(
 ) -> None:
     """Get the exchange's answer (retrying outages), then book it and store the
     offset in one fenced transaction. A definitive refusal rejects the trade; no
-    order at the exchange (None) cancels it."""
+    order at the exchange (None) cancels it. While this runs, ``booked`` has the
+    order in flight (the report feed waits for it rather than book it too)."""
+    if booked is None:
+        booked = BookedOrders()
+    booked.begin([str(trade_id)])
+    try:
+        _answer_then_book(call, trade_id, action, position, fence, retry, booked)
+    finally:
+        booked.end([str(trade_id)])
+
+
+def _answer_then_book(
+    call: Callable[[], ExchangeOrder | None],
+    trade_id: uuid.UUID,
+    action: str,
+    position: MessagePosition,
+    fence: Fence,
+    retry: RetryPolicy,
+    booked: BookedOrders,
+) -> None:
     try:
         order = with_retry(call, fence=fence, retry=retry, trade_id=trade_id)
     except StaleEpoch:
@@ -386,7 +405,7 @@ def _exchange_then_settle(
                 trade_id=trade_id, order=order, epoch=fence.epoch
             )
         _done(position, fence, trade_id, action, settled.status, order)
-    if booked is not None and order is not None and settled.status in TERMINAL:
+    if order is not None and settled.status in TERMINAL:
         booked.add(order)
     logger.info(
         "trade settled trade=%s action=%s status=%s topic=%s epoch=%s",

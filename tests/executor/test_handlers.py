@@ -2,6 +2,8 @@
 at its client boundary."""
 
 import itertools
+import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -630,3 +632,36 @@ def test_booked_orders_are_bounded():
         True,
         True,
     ]
+
+
+def test_the_feed_waits_for_an_order_the_leader_has_in_flight():
+    booked = BookedOrders()
+    answer = ExchangeOrder(
+        client_order_id="o1",
+        order_id="EX-1",
+        status="filled",
+        filled_quantity=Decimal(1),
+        reject_reason="",
+        executions=(),
+    )
+    echo = report(1, answer)
+    booked.begin(["o1"])
+    settled = threading.Event()
+
+    def feed() -> None:
+        booked.wait_settled([echo], timeout=10)
+        settled.set()
+
+    waiter = threading.Thread(target=feed)
+    waiter.start()
+    assert not settled.wait(0.2)  # still in flight: the feed holds back
+    booked.add(answer)
+    booked.end(["o1"])
+    assert settled.wait(5)
+    waiter.join()
+    assert booked.covers(echo)
+    # Never longer than its timeout, whatever the leader does.
+    booked.begin(["o1"])
+    started = time.monotonic()
+    booked.wait_settled([echo], timeout=0.1)
+    assert time.monotonic() - started < 5
