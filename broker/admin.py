@@ -298,6 +298,33 @@ class StuckFilter(admin.SimpleListFilter):
         return queryset
 
 
+class CustomerFilter(admin.SimpleListFilter):
+    """One customer's trades, reached from the customer column of the list (a
+    choice list of every customer would not fit on the page)."""
+
+    title = "customer"
+    parameter_name = "customer"
+
+    def lookups(self, request, model_admin):
+        value = self.value()
+        if not value:
+            return []  # nothing to show until a customer is picked from the list
+        customer = (
+            Customer.objects.select_related("user").filter(pk=value).first()
+            if value.isdigit()
+            else None
+        )
+        return [(value, customer.user.get_username() if customer else "unknown")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        if not value.isdigit():
+            return queryset.none()
+        return queryset.filter(account__customer_id=int(value))
+
+
 class ExecutionInline(ReadOnlyInline):
     model = Execution
     verbose_name_plural = "fills"
@@ -310,7 +337,7 @@ class ExecutionInline(ReadOnlyInline):
 class TradeAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
-        "customer",
+        "customer_link",
         "side",
         "quantity",
         "symbol",
@@ -322,7 +349,14 @@ class TradeAdmin(ReadOnlyAdmin):
         "created_at",
         "updated_at",
     )
-    list_filter = ("status", "side", "symbol", TradeAgeFilter, StuckFilter)
+    list_filter = (
+        "status",
+        "side",
+        "symbol",
+        TradeAgeFilter,
+        StuckFilter,
+        CustomerFilter,
+    )
     search_fields = (
         "id",
         "account__customer__user__username",
@@ -375,6 +409,16 @@ class TradeAdmin(ReadOnlyAdmin):
     @admin.display(description="customer", ordering="account__customer__user__username")
     def customer(self, obj: Trade) -> str:
         return obj.account.customer.user.get_username()
+
+    @admin.display(description="customer", ordering="account__customer__user__username")
+    def customer_link(self, obj: Trade) -> str:
+        """The customer's name, linking to the list of their trades."""
+        return format_html(
+            '<a href="?{}={}" title="only this customer\'s trades">{}</a>',
+            CustomerFilter.parameter_name,
+            obj.account.customer_id,
+            obj.account.customer.user.get_username(),
+        )
 
     @admin.display(description="leaves")
     def leaves_quantity(self, obj: Trade):

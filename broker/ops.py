@@ -149,11 +149,14 @@ def _describe_event(event: TradeEvent) -> str:
         )
         rest = _pairs(d, ("outbox_id", "event_type", "topic"))
     elif event.kind == "handled":
+        by = f" by {d['executor']}" if d.get("executor") else ""
         text = (
-            f"kafka {d.get('topic')}[{d.get('partition')}] offset {d.get('offset')}: "
-            f"action {d.get('action') or '-'} → {d.get('outcome') or '-'}"
+            f"kafka {d.get('topic')}[{d.get('partition')}] offset {d.get('offset')}"
+            f"{by}: action {d.get('action') or '-'} → {d.get('outcome') or '-'}"
         )
-        rest = _pairs(d, ("topic", "partition", "offset", "action", "outcome"))
+        rest = _pairs(
+            d, ("topic", "partition", "offset", "action", "outcome", "executor")
+        )
     elif event.kind == "report":
         text = f"report session {d.get('session')} seq {d.get('seq')}"
         rest = _pairs(d, ("session", "seq"))

@@ -22,6 +22,8 @@ class Fence:
     # False as soon as ZooKeeper says this process may no longer be leader
     # (connection suspended, session lost): stop writing at once.
     still_leader: Callable[[], bool]
+    # Which executor holds it (for the records it leaves, e.g. the timeline).
+    holder: str = ""
 
     def check_alive(self) -> None:
         if not self.still_leader():

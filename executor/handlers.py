@@ -217,6 +217,7 @@ def handled_event(
             "action": action,
             "outcome": outcome or (order.status if order else ""),
             "exchange_order_id": order.order_id if order else "",
+            "executor": fence.holder,
         },
     )
 

@@ -225,7 +225,9 @@ class Executor:
         logger.info(
             "leading topic=%s epoch=%s identity=%s", topic, epoch, self.identity
         )
-        fence = Fence(topic=topic, epoch=epoch, still_leader=still_leader)
+        fence = Fence(
+            topic=topic, epoch=epoch, still_leader=still_leader, holder=self.identity
+        )
         lost = threading.Event()
 
         def new_client() -> ExchangeClient:

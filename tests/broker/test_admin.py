@@ -236,6 +236,11 @@ def test_trade_list_filters_and_search(staff_client):
     assert ids({"q": "alice-order-1"}) == {recent.pk}
     assert ids({"q": "EX-OLD-77"}) == {old.pk}
     assert ids({"q": str(recent.pk)[:13]}) == {recent.pk}
+    # By customer: the list links each customer to their own trades.
+    page = staff_client.get(url).content.decode()
+    assert f'href="?customer={bob.pk}"' in page
+    assert ids({"customer": str(bob.pk)}) == {old.pk}
+    assert ids({"customer": "not-a-number"}) == set()
 
 
 def test_trade_page_shows_the_fills_and_the_timeline_in_order(staff_client):
@@ -254,6 +259,7 @@ def test_trade_page_shows_the_fills_and_the_timeline_in_order(staff_client):
             "action": "place",
             "outcome": "<b>new</b>",
             "exchange_order_id": "X-1",
+            "executor": "executor-7",
         },
     )
     filled = fill(trade, price="9.50")
@@ -280,7 +286,8 @@ def test_trade_page_shows_the_fills_and_the_timeline_in_order(staff_client):
         f"#{placed_event.pk} trade.placed → topic {topic} (key",  # outbox row
         f"outbox #{placed_event.pk} trade.placed → topic {topic}",  # its event
         f"<td>#{placed_event.pk} trade.placed → topic {topic}</td>",  # published
-        f"kafka {topic}[0] offset 4242: action place → &lt;b&gt;new&lt;/b&gt;",
+        f"kafka {topic}[0] offset 4242 by executor-7: action place → "
+        "&lt;b&gt;new&lt;/b&gt;",
         "accepted → submitted",
         f"<td>E-{short}: 3.000000 @ 9.5000",  # the execution row
         "<td>cash USD -28.500000",  # the fill's ledger entries

@@ -83,6 +83,7 @@ def test_a_run_of_placements_shares_one_transaction_per_phase(fence):
         assert (trade.status, trade.filled_quantity) == ("filled", 2)
         handled = TradeEvent.objects.get(trade=trade, kind="handled")
         assert handled.detail["action"] == "place_order"
+        assert (handled.epoch, handled.detail["executor"]) == (10, "unit-test")
         assert booked.covers(report(1, exchange.orders[str(trade.id)]))
     assert ConsumerOffset.objects.get(topic=TOPIC, partition=0).next_offset == 105
     account = Account.objects.get(customer=customer)
