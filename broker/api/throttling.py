@@ -48,21 +48,47 @@ def sliding_window_hit(
     """Count one request under ``key``: None when it is within ``limit`` per
     ``window`` seconds, else the seconds to wait before the next one would be (the
     refused request is not counted)."""
+    return sliding_window_hits([(key, limit, window)], now=now)
+
+
+def sliding_window_hits(
+    limits: list[tuple[str, int, int]], now: float | None = None
+) -> float | None:
+    """Count one request under every (key, limit, window) in one round trip: None
+    when it is within all of them, else the seconds to wait until it would be
+    (a refused request is counted under none)."""
     now = time.time() if now is None else now
-    current = int(now // window)
-    elapsed = (now % window) / window
     client = _redis(settings.REDIS_URL)
     pipe = client.pipeline(transaction=True)
-    pipe.incr(f"{key}:{current}")
-    pipe.expire(f"{key}:{current}", 2 * window + 1)
-    pipe.get(f"{key}:{current - 1}")
-    count, _, previous = pipe.execute()
-    previous = int(previous or 0)
+    for key, _, window in limits:
+        current = int(now // window)
+        pipe.incr(f"{key}:{current}")
+        pipe.expire(f"{key}:{current}", 2 * window + 1)
+        pipe.get(f"{key}:{current - 1}")
+    replies = pipe.execute()
+    waits = []
+    for n, (_, limit, window) in enumerate(limits):
+        count, _, previous = replies[3 * n : 3 * n + 3]
+        wait = _wait(int(count), int(previous or 0), limit, window, now)
+        if wait is not None:
+            waits.append(wait)
+    if not waits:
+        return None
+    undo = client.pipeline(transaction=True)
+    for key, _, window in limits:
+        undo.decr(f"{key}:{int(now // window)}")
+    undo.execute()
+    return max(waits)
+
+
+def _wait(count: int, previous: int, limit: int, window: int, now: float):
+    """None if ``count`` requests in this window (this one included) and
+    ``previous`` in the last one are within ``limit``; else when one more would
+    fit, with no other arriving meanwhile."""
+    elapsed = (now % window) / window
     if previous * (1 - elapsed) + count <= limit:
         return None
-    client.decr(f"{key}:{current}")
-    count -= 1
-    # When would one more request fit, with no other arriving meanwhile?
+    count -= 1  # this one is refused, so not counted
     if count + 1 <= limit and previous:
         fits_at = 1 - (limit - count - 1) / previous  # later in this window
         return max(0.0, (fits_at - elapsed) * window)
@@ -72,23 +98,22 @@ def sliding_window_hit(
 
 
 class _SlidingWindowThrottle(BaseThrottle):
-    scope = ""
-    setting_name = ""
+    """Every (scope, setting, ident) of ``limits`` counted in one round trip."""
 
-    def ident(self, request) -> str | None:
+    def limits(self, request) -> list[tuple[str, str, str]]:
         raise NotImplementedError
 
     def allow_request(self, request, view) -> bool:
         self._wait: float | None = None
-        ident = self.ident(request)
-        if ident is None:
-            return True
-        limit, window = parse_rate(getattr(settings, self.setting_name))
         prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+        checks = []
+        for scope, setting_name, ident in self.limits(request):
+            limit, window = parse_rate(getattr(settings, setting_name))
+            checks.append((f"{prefix}:throttle:{scope}:{ident}", limit, window))
+        if not checks:
+            return True
         try:
-            self._wait = sliding_window_hit(
-                f"{prefix}:throttle:{self.scope}:{ident}", limit, window
-            )
+            self._wait = sliding_window_hits(checks)
         except redis.RedisError as exc:
             logger.warning("throttle store unavailable, allowing request: %r", exc)
             return True
@@ -99,29 +124,24 @@ class _SlidingWindowThrottle(BaseThrottle):
         return None if self._wait is None else max(1, math.ceil(self._wait))
 
 
-class CustomerRateThrottle(_SlidingWindowThrottle):
-    scope = "customer"
-    setting_name = "THROTTLE_CUSTOMER_RATE"
+class ApiRateThrottle(_SlidingWindowThrottle):
+    """Per customer (``THROTTLE_CUSTOMER_RATE``) and per client address
+    (``THROTTLE_IP_RATE``), both counted in one Redis round trip."""
 
-    def ident(self, request) -> str | None:
-        if request.user is None or not request.user.is_authenticated:
-            return None
-        return str(request.user.pk)
-
-
-class IpRateThrottle(_SlidingWindowThrottle):
-    scope = "ip"
-    setting_name = "THROTTLE_IP_RATE"
-
-    def ident(self, request) -> str:
-        return self.get_ident(request)
+    def limits(self, request) -> list[tuple[str, str, str]]:
+        checks = [("ip", "THROTTLE_IP_RATE", self.get_ident(request))]
+        if request.user is not None and request.user.is_authenticated:
+            checks.append(("customer", "THROTTLE_CUSTOMER_RATE", str(request.user.pk)))
+        return checks
 
 
 class LoginRateThrottle(_SlidingWindowThrottle):
-    """Password guessing gets its own, much lower, per-IP budget."""
+    """Password guessing gets its own, much lower, per-IP budget (on top of the
+    address's general one)."""
 
-    scope = "login"
-    setting_name = "THROTTLE_LOGIN_RATE"
-
-    def ident(self, request) -> str:
-        return self.get_ident(request)
+    def limits(self, request) -> list[tuple[str, str, str]]:
+        ident = self.get_ident(request)
+        return [
+            ("login", "THROTTLE_LOGIN_RATE", ident),
+            ("ip", "THROTTLE_IP_RATE", ident),
+        ]

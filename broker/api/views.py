@@ -39,7 +39,7 @@ from broker.api.serializers import (
     TradePageOutput,
     TradePlaceInput,
 )
-from broker.api.throttling import IpRateThrottle, LoginRateThrottle
+from broker.api.throttling import LoginRateThrottle
 from broker.errors import SandboxFundingDisabled, SymbolNotFound
 from broker.models import Customer
 from broker.services.cancellation import trade_request_cancel
@@ -285,7 +285,7 @@ class TokenApi(APIView):
 
     def get_throttles(self):
         if self.request.method == "POST":
-            return [LoginRateThrottle(), IpRateThrottle()]
+            return [LoginRateThrottle()]
         return super().get_throttles()
 
     def perform_authentication(self, request: Request) -> None:

@@ -95,10 +95,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "broker.api.errors.problem_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_CLASSES": [
-        "broker.api.throttling.CustomerRateThrottle",
-        "broker.api.throttling.IpRateThrottle",
-    ],
+    "DEFAULT_THROTTLE_CLASSES": ["broker.api.throttling.ApiRateThrottle"],
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": None,
 }

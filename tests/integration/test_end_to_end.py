@@ -70,6 +70,46 @@ def test_leadership_is_balanced_across_the_live_executors(system, live_db):
     wait_until(balanced, timeout=60, what=f"at most {share} topics per executor")
 
 
+def test_leadership_rebalances_when_an_executor_leaves(system, live_db):
+    """An executor that stops (SIGTERM: it leaves its elections) hands its topics
+    to the others; once stable nobody leads more than ceil(T/N) of the remaining
+    N, and the topic it led fills again."""
+    wait_until(
+        lambda: len({leader.holder for leader in system.leaders().values()}) > 1,
+        timeout=60,
+        what="leadership spread over the executors",
+    )
+    holders = Counter(leader.holder for leader in system.leaders().values())
+    leaving, _ = holders.most_common(1)[0]
+    topic = next(
+        t for t, leader in system.leaders().items() if leader.holder == leaving
+    )
+    remaining = set(system.executors) - {leaving}
+    share = math.ceil(len(all_topics()) / len(remaining))
+
+    system.executors[leaving].signal(signal.SIGTERM)
+    assert system.executors[leaving].popen.wait(60) == 0
+    del system.executors[leaving]
+
+    def rebalanced() -> bool:
+        leaders = system.leaders()
+        counts = Counter(leader.holder for leader in leaders.values())
+        return (
+            set(leaders) == set(all_topics())
+            and set(counts) <= remaining
+            and max(counts.values()) <= share
+        )
+
+    wait_until(rebalanced, timeout=60, what=f"at most {share} topics per executor")
+    _, token = customer_on_topic(topic)
+    trade = place_over_http(system, token, quantity="1")
+    wait_for_status(system, token, trade["id"], "filled")
+
+    # Leave three live candidates for whatever runs next.
+    system.start_executor(f"{leaving}-rejoined")
+    system.wait_all_topics_led(by=set(system.executors))
+
+
 def test_replaying_a_kafka_message_does_not_fill_twice(system, live_db):
     customer, token = customer_on_topic(all_topics()[1])
     placed = place_over_http(system, token, quantity="4")

@@ -4,11 +4,13 @@ exchange's execution-report feed. Prices move only when a test moves them."""
 
 from __future__ import annotations
 
+import io
 import threading
 from decimal import Decimal
 
 import pytest
 import requests
+from django.core.management import call_command
 
 from broker.audit import ledger_discrepancies
 from broker.models import Account, Execution, Position
@@ -312,3 +314,33 @@ def test_day_orders_expire_at_the_close_of_the_accelerated_clock(system, live_db
     wait_for_status(system, token, gtc["id"], "canceled")
     assert Account.objects.get(customer=customer).reserved_cash == 0
     books_balance(customer)
+
+
+def test_reconcile_catches_a_trade_up_when_its_feed_is_silent(system, live_db):
+    """The fill of a resting order happens while the leader cannot read the
+    report feed (the exchange answers it with errors): `manage.py reconcile`
+    sends the trade through its topic, and the leader asks the exchange."""
+    _, token = customer_on_topic(all_topics()[2])
+    system.set_quote("AMZN", last="120.00", size=1000)
+    trade = place(
+        system,
+        token,
+        symbol="AMZN",
+        type="limit",
+        quantity="3",
+        limit_price="110.00",
+        time_in_force="gtc",
+    )
+    wait_for_status(system, token, trade["id"], "submitted")
+    system.exchange_admin("faults", {"error_rate": 1.0, "paths": ["/sessions"]})
+    try:
+        system.set_quote("AMZN", last="109.00")
+        assert system.exchange_orders(trade["id"])[0]["status"] == "filled"
+        out = io.StringIO()
+        call_command("reconcile", trade["id"], stdout=out)
+        assert "reconcile requested" in out.getvalue()
+        filled = wait_for_status(system, token, trade["id"], "filled")
+    finally:
+        system.exchange_admin("faults", {})
+    assert len(filled["fills"]) == 1
+    assert Execution.objects.filter(trade_id=trade["id"]).count() == 1

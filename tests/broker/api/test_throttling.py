@@ -7,7 +7,7 @@ import uuid
 import pytest
 from django.test import override_settings
 
-from broker.api.throttling import parse_rate, sliding_window_hit
+from broker.api.throttling import parse_rate, sliding_window_hit, sliding_window_hits
 from tests.broker.api.conftest import client_for
 from tests.factories import make_customer
 
@@ -76,3 +76,14 @@ def test_every_customer_behind_one_address_shares_its_rate():
     assert statuses == [200, 200, 429]
     other_ip = client_for(tokens[2]).get("/api/v1/account", REMOTE_ADDR="10.0.0.1")
     assert other_ip.status_code == 200
+
+
+def test_a_request_refused_by_one_limit_counts_against_none():
+    tight, loose = key(), key()
+    both = [(tight, 1, WINDOW), (loose, 100, WINDOW)]
+    assert sliding_window_hits(both, now=T) is None
+    for _ in range(3):
+        assert sliding_window_hits(both, now=T) is not None
+    # The loose limit saw only the request that was let through.
+    assert sliding_window_hits([(loose, 1, WINDOW)], now=T) is not None
+    assert sliding_window_hits([(loose, 2, WINDOW)], now=T) is None
