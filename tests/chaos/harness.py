@@ -48,7 +48,7 @@ from broker.services.cancellation import trade_request_reconcile
 from broker.services.customers import customer_create
 from broker.services.transitions import TERMINAL
 from broker.stack.apps import AppLauncher, AppProcess, free_port, wait_until
-from tests.scratch import drop_topics_and_znodes
+from tests.stack_cleanup import drop_topics_and_znodes
 
 FULL = os.environ.get("CHAOS_FULL") == "1"
 EXECUTORS = ("executor-1", "executor-2", "executor-3")

@@ -16,7 +16,7 @@ from broker.models import Customer, TopicLeader
 from broker.stack.apps import AppLauncher, AppProcess, free_port, wait_until
 from broker.topics import all_topics, dead_letter_topic, topic_for_customer
 from tests.factories import make_customer
-from tests.scratch import drop_topics_and_znodes
+from tests.stack_cleanup import drop_topics_and_znodes
 
 EXECUTORS = ("executor-1", "executor-2", "executor-3")
 
