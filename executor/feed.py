@@ -59,29 +59,13 @@ def apply_reports(
     last_seq = max(report.seq for report in reports)
     finished: list[ExchangeOrder] = []
     with fence.transaction():
-        lock_accounts_of(list(filter(None, map(_trade_id, reports))))
-        for report in reports:
-            try:
-                trade_id = uuid.UUID(report.client_order_id)
-            except ValueError:
-                logger.error("report for a foreign order skipped seq=%s", report.seq)
-                continue
-            status = (
-                Trade.objects.filter(id=trade_id)
-                .values_list("status", flat=True)
-                .first()
-            )
-            if status is None:
-                logger.error(
-                    "report for unknown trade skipped trade=%s seq=%s",
-                    trade_id,
-                    report.seq,
-                )
-                continue
-            if status in TERMINAL and _all_known(trade_id, report):
-                # Already booked (usually from the order's own answer): nothing
-                # to do, and no need to take the account lock for it.
-                continue
+        work = [
+            (report, trade_id)
+            for report in reports
+            if (trade_id := _trade_to_book(report)) is not None
+        ]
+        lock_accounts_of([trade_id for _, trade_id in work])
+        for report, trade_id in work:
             settled = trade_apply_order(
                 trade_id=trade_id, order=report.order, epoch=fence.epoch
             )
@@ -100,11 +84,24 @@ def apply_reports(
     return last_seq
 
 
-def _trade_id(report: ExecutionReport) -> uuid.UUID | None:
+def _trade_to_book(report: ExecutionReport) -> uuid.UUID | None:
+    """The trade a report has something to book for; None for a foreign order, an
+    unknown trade, or a report that only repeats what its terminal trade already
+    booked (skipped without taking its account's lock)."""
     try:
-        return uuid.UUID(report.client_order_id)
+        trade_id = uuid.UUID(report.client_order_id)
     except ValueError:
+        logger.error("report for a foreign order skipped seq=%s", report.seq)
         return None
+    status = Trade.objects.filter(id=trade_id).values_list("status", flat=True).first()
+    if status is None:
+        logger.error(
+            "report for unknown trade skipped trade=%s seq=%s", trade_id, report.seq
+        )
+        return None
+    if status in TERMINAL and _all_known(trade_id, report):
+        return None
+    return trade_id
 
 
 # A cursor that moved over repeats only is stored at most this often (a new
