@@ -6,7 +6,8 @@ server log ``.stack/logs/postgres.log``. Listens on 127.0.0.1:55432 only.
 
 initdb and the server refuse to run as root, so as root everything PostgreSQL does
 runs as the ``postgres`` system user (created by the Debian package) via ``runuser``
-and the directories it writes are chowned to it; otherwise it runs as the current
+and the directories it writes are chowned to it (and the stack dir's ancestors get
+the search bit for others, so that user can reach it); otherwise it runs as the current
 user. The superuser is always called ``postgres`` and may log in over the (private)
 Unix socket without a password; the application role ``broker`` (CREATEDB, because
 pytest-django creates test databases) uses a password over TCP.
@@ -61,6 +62,21 @@ def _allow_traverse(directory: Path) -> None:
     are root's; a restrictive umask would lock the postgres user out)."""
     if _as_root():
         directory.chmod(directory.stat().st_mode | 0o011)
+
+
+def _allow_traverse_to(directory: Path, within: Path = Path("/")) -> None:
+    """As root, let the cluster's user reach ``directory``: every ancestor (inside
+    ``within``) that others may not pass through (a checkout under ``mktemp -d``,
+    mode 0700, say) gets the search bit only, never read."""
+    if not _as_root():
+        return
+    for ancestor in reversed(directory.parents):
+        if not ancestor.is_relative_to(within):
+            continue
+        mode = ancestor.stat().st_mode
+        if not mode & 0o001:
+            log.info("postgres: letting the postgres user pass through %s", ancestor)
+            ancestor.chmod(mode | 0o001)
 
 
 class Postgres(Service):
@@ -123,6 +139,7 @@ class Postgres(Service):
     def launch(self) -> None:
         self.paths.ensure()
         bin_dir = self.bin_dir()
+        _allow_traverse_to(self.paths.root)
         for directory in (self.paths.root, self.paths.logs, self.paths.run):
             _allow_traverse(directory)
         self.socket_dir.mkdir(mode=0o700, exist_ok=True)
