@@ -417,7 +417,7 @@ class TradeAdmin(ReadOnlyAdmin):
             '<a href="?{}={}" title="only this customer\'s trades">{}</a>',
             CustomerFilter.parameter_name,
             obj.account.customer_id,
-            obj.account.customer.user.get_username(),
+            self.customer(obj),
         )
 
     @admin.display(description="leaves")

@@ -22,32 +22,26 @@ from dataclasses import dataclass
 
 from broker.errors import Fenced
 from broker.events import Event, UndecodableEvent
-from broker.exchange_client import (
-    ExchangeClient,
-    ExchangeOrder,
-    ExchangeRefused,
-    StaleEpoch,
-)
+from broker.exchange_client import ExchangeClient, ExchangeOrder, StaleEpoch
 from broker.models import Trade, TradeEvent
-from broker.services.settlement import (
-    lock_accounts_of,
-    trade_apply_order,
-    trade_finish_unsent,
-)
+from broker.services.settlement import lock_accounts_of
 from broker.services.transitions import TERMINAL
 from executor.booked import BookedOrders
 from executor.dead_letters import DeadLetterSink
 from executor.fencing import Fence
 from executor.handlers import (
     HANDLED,
+    Answer,
     MessagePosition,
     RetryPolicy,
+    book_answer,
+    exchange_answer,
     handle_message,
     handled_event,
-    send_order,
+    log_settled,
+    order_sender,
     store_offset,
     trade_to_send,
-    with_retry,
 )
 
 logger = logging.getLogger(__name__)
@@ -62,7 +56,7 @@ class _Placed:
     position: MessagePosition
     trade_id: uuid.UUID
     trade: Trade | None = None
-    answer: ExchangeOrder | ExchangeRefused | None = None
+    answer: Answer = None
 
 
 def handle_messages(
@@ -183,33 +177,22 @@ def _send_and_book(
     """Phases 2 and 3: the orders in message order, then one transaction books
     every answer and stores the offset after the run."""
     for placed, trade, uncertain in to_send:
-        placed.answer = _answer(trade, exchange, uncertain, fence, retry)
+        placed.answer = exchange_answer(
+            order_sender(trade, exchange, uncertain=uncertain),
+            trade_id=trade.id,
+            action="place_order",
+            fence=fence,
+            retry=retry,
+        )
 
     with fence.transaction():
         lock_accounts_of([placed.trade_id for placed, _, _ in to_send])
         events = []
         for placed, _, _ in to_send:
-            answer = placed.answer
-            if isinstance(answer, ExchangeRefused):
-                placed.trade = trade_finish_unsent(
-                    trade_id=placed.trade_id,
-                    to_status=Status.REJECTED,
-                    reason=answer.code,
-                    epoch=fence.epoch,
-                )
-                outcome, order = f"refused: {answer.code}", None
-            elif answer is None:
-                placed.trade = trade_finish_unsent(
-                    trade_id=placed.trade_id,
-                    to_status=Status.CANCELED,
-                    epoch=fence.epoch,
-                )
-                outcome, order = placed.trade.status, None
-            else:
-                placed.trade = trade_apply_order(
-                    trade_id=placed.trade_id, order=answer, epoch=fence.epoch
-                )
-                outcome, order = placed.trade.status, answer
+            placed.trade, outcome = book_answer(
+                placed.trade_id, placed.answer, epoch=fence.epoch
+            )
+            order = placed.answer if isinstance(placed.answer, ExchangeOrder) else None
             events.append(
                 handled_event(
                     placed.position,
@@ -227,41 +210,4 @@ def _send_and_book(
         for position in last.values():
             store_offset(position)
     for placed, _, _ in to_send:
-        logger.info(
-            "trade settled trade=%s action=place_order status=%s topic=%s epoch=%s",
-            placed.trade_id,
-            placed.trade.status,
-            fence.topic,
-            fence.epoch,
-        )
-
-
-def _answer(
-    trade: Trade,
-    exchange: ExchangeClient,
-    uncertain: bool,
-    fence: Fence,
-    retry: RetryPolicy,
-) -> ExchangeOrder | ExchangeRefused | None:
-    """The exchange's answer to the trade's order (retrying outages); a definitive
-    refusal is an answer too. StaleEpoch propagates."""
-
-    def send() -> ExchangeOrder | None:
-        nonlocal uncertain
-        try:
-            return send_order(trade, exchange=exchange, uncertain=uncertain)
-        finally:
-            uncertain = True  # after any attempt, an error leaves the outcome unknown
-
-    try:
-        return with_retry(send, fence=fence, retry=retry, trade_id=trade.id)
-    except StaleEpoch:
-        raise
-    except ExchangeRefused as exc:
-        logger.warning(
-            "exchange refused trade=%s action=place_order code=%s detail=%s",
-            trade.id,
-            exc.code,
-            exc.detail,
-        )
-        return exc
+        log_settled(placed.trade, "place_order", fence)

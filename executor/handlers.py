@@ -243,14 +243,7 @@ def _handle_trade_placed(
         trade = trade_to_send(trade_id, position, fence)
         if trade is None:
             return
-        uncertain = trade.status != Status.ACCEPTED
-
-    def send() -> ExchangeOrder | None:
-        nonlocal uncertain
-        try:
-            return send_order(trade, exchange=exchange, uncertain=uncertain)
-        finally:
-            uncertain = True  # after any attempt, an error leaves the outcome unknown
+        send = order_sender(trade, exchange, uncertain=trade.status != Status.ACCEPTED)
 
     _exchange_then_settle(send, trade_id, "place_order", position, fence, retry, booked)
 
@@ -375,8 +368,35 @@ def _answer_then_book(
     retry: RetryPolicy,
     booked: BookedOrders,
 ) -> None:
+    answer = exchange_answer(
+        call, trade_id=trade_id, action=action, fence=fence, retry=retry
+    )
+    with fence.transaction():
+        settled, outcome = book_answer(trade_id, answer, epoch=fence.epoch)
+        order = answer if isinstance(answer, ExchangeOrder) else None
+        _done(position, fence, trade_id, action, outcome, order)
+    if order is not None and settled.status in TERMINAL:
+        booked.add(order)
+    log_settled(settled, action, fence)
+
+
+# The exchange's answer to an order request: its state of the order, a definitive
+# refusal, or None (it never took the order and a cancel is pending).
+Answer = ExchangeOrder | ExchangeRefused | None
+
+
+def exchange_answer(
+    call: Callable[[], ExchangeOrder | None],
+    *,
+    trade_id: uuid.UUID,
+    action: str,
+    fence: Fence,
+    retry: RetryPolicy,
+) -> Answer:
+    """``call`` until the exchange answers (retrying outages); a definitive
+    refusal is an answer too. StaleEpoch propagates."""
     try:
-        order = with_retry(call, fence=fence, retry=retry, trade_id=trade_id)
+        return with_retry(call, fence=fence, retry=retry, trade_id=trade_id)
     except StaleEpoch:
         raise
     except ExchangeRefused as exc:
@@ -387,35 +407,57 @@ def _answer_then_book(
             exc.code,
             exc.detail,
         )
-        with fence.transaction():
-            trade_finish_unsent(
-                trade_id=trade_id,
-                to_status=Status.REJECTED,
-                reason=exc.code,
-                epoch=fence.epoch,
-            )
-            _done(position, fence, trade_id, action, f"refused: {exc.code}")
-        return
-    with fence.transaction():
-        if order is None:
-            settled = trade_finish_unsent(
-                trade_id=trade_id, to_status=Status.CANCELED, epoch=fence.epoch
-            )
-        else:
-            settled = trade_apply_order(
-                trade_id=trade_id, order=order, epoch=fence.epoch
-            )
-        _done(position, fence, trade_id, action, settled.status, order)
-    if order is not None and settled.status in TERMINAL:
-        booked.add(order)
+        return exc
+
+
+def book_answer(
+    trade_id: uuid.UUID, answer: Answer, *, epoch: int
+) -> tuple[Trade, str]:
+    """Book the exchange's answer inside the caller's fenced transaction: a
+    refusal rejects the trade, no order cancels it, an order state is applied.
+    Returns the trade and the outcome for its timeline."""
+    if isinstance(answer, ExchangeRefused):
+        trade = trade_finish_unsent(
+            trade_id=trade_id,
+            to_status=Status.REJECTED,
+            reason=answer.code,
+            epoch=epoch,
+        )
+        return trade, f"refused: {answer.code}"
+    if answer is None:
+        trade = trade_finish_unsent(
+            trade_id=trade_id, to_status=Status.CANCELED, epoch=epoch
+        )
+    else:
+        trade = trade_apply_order(trade_id=trade_id, order=answer, epoch=epoch)
+    return trade, trade.status
+
+
+def log_settled(trade: Trade, action: str, fence: Fence) -> None:
     logger.info(
         "trade settled trade=%s action=%s status=%s topic=%s epoch=%s",
-        trade_id,
+        trade.id,
         action,
-        settled.status,
+        trade.status,
         fence.topic,
         fence.epoch,
     )
+
+
+def order_sender(
+    trade: Trade, exchange: ExchangeClient, *, uncertain: bool
+) -> Callable[[], ExchangeOrder | None]:
+    """One ``send_order`` per call; after any attempt an error leaves the outcome
+    unknown, so every later attempt asks the exchange first."""
+
+    def send() -> ExchangeOrder | None:
+        nonlocal uncertain
+        try:
+            return send_order(trade, exchange=exchange, uncertain=uncertain)
+        finally:
+            uncertain = True
+
+    return send
 
 
 def send_order(

@@ -612,19 +612,21 @@ def test_orders_booked_terminal_are_known_to_the_feed_only_after_commit(fence):
     assert booked.covers(report(4, rest))
 
 
+def filled_order(client_order_id: str) -> ExchangeOrder:
+    """A filled order with no executions (all BookedOrders looks at)."""
+    return ExchangeOrder(
+        client_order_id=client_order_id,
+        order_id=f"EX-{client_order_id}",
+        status="filled",
+        filled_quantity=Decimal(1),
+        reject_reason="",
+        executions=(),
+    )
+
+
 def test_booked_orders_are_bounded():
     booked = BookedOrders(capacity=2)
-    orders = [
-        ExchangeOrder(
-            client_order_id=f"o{n}",
-            order_id=f"EX-{n}",
-            status="filled",
-            filled_quantity=Decimal(1),
-            reject_reason="",
-            executions=(),
-        )
-        for n in range(3)
-    ]
+    orders = [filled_order(f"o{n}") for n in range(3)]
     for order in orders:
         booked.add(order)
     assert [booked.covers(report(n, o)) for n, o in enumerate(orders)] == [
@@ -636,14 +638,7 @@ def test_booked_orders_are_bounded():
 
 def test_the_feed_waits_for_an_order_the_leader_has_in_flight():
     booked = BookedOrders()
-    answer = ExchangeOrder(
-        client_order_id="o1",
-        order_id="EX-1",
-        status="filled",
-        filled_quantity=Decimal(1),
-        reject_reason="",
-        executions=(),
-    )
+    answer = filled_order("o1")
     echo = report(1, answer)
     booked.begin(["o1"])
     settled = threading.Event()
