@@ -16,6 +16,7 @@ class Profile:
     placement_seconds: float
     placement_warmup: float
     latency_seconds: float
+    profile_seconds: float  # the profiled window after the latency window
     pgbench_seconds: int
     pgbench_scale: int  # at least; raised to the client count (branch rows)
     # 2. relay
@@ -44,6 +45,7 @@ QUICK = Profile(
     placement_seconds=5,
     placement_warmup=1,
     latency_seconds=8,
+    profile_seconds=5,
     pgbench_seconds=4,
     pgbench_scale=16,
     relay_rows=20000,
@@ -70,6 +72,7 @@ FULL = Profile(
     placement_seconds=15,
     placement_warmup=3,
     latency_seconds=45,
+    profile_seconds=15,
     pgbench_seconds=20,
     pgbench_scale=16,
     relay_rows=50000,

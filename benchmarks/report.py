@@ -670,7 +670,8 @@ CPU_WINDOWS = (
 PROFILES = (
     (
         "placement.profile_api",
-        "api (gunicorn workers, request threads) during PlaceTrade at half peak",
+        "api (gunicorn workers, request threads) during PlaceTrade at half peak "
+        "(a window of its own, after the unprofiled latency window)",
     ),
     ("relay.profile_relay", "relay (its run loop) while draining the backlog"),
     (
