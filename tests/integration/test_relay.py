@@ -12,7 +12,16 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 from django.conf import settings
+from prometheus_client import REGISTRY
 
 from broker.db import raw_connect
 from broker.events import Event
@@ -32,13 +41,39 @@ VALUES (%s, %s, 'relay.test', %s::jsonb, now()) RETURNING id
 """
 
 
+def create_topic(name: str, **config: str) -> None:
+    admin = AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS})
+    created = admin.create_topics([NewTopic(name, 1, 1, config=config)])
+    created[name].result(timeout=30)
+
+
+def set_topic_config(name: str, **config: str) -> None:
+    admin = AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS})
+    resource = ConfigResource(
+        ResourceType.TOPIC,
+        name,
+        incremental_configs=[
+            ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+            for key, value in config.items()
+        ],
+    )
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(timeout=30)
+
+
 @pytest.fixture
-def topic(live_db, monkeypatch) -> Iterator[str]:
-    name = f"{settings.TRADE_TOPIC_PREFIX}-relay-{uuid.uuid4().hex[:8]}"
+def topic_name() -> str:
+    return f"{settings.TRADE_TOPIC_PREFIX}-relay-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def topic(topic_name, live_db, monkeypatch) -> Iterator[str]:
+    """``topic_name`` (created by the test first, if it wants a config of its
+    own), served by a relay running in a thread of the test."""
     monkeypatch.setenv("METRICS_PORT", "0")
     relay = Relay(
         bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
-        topics=[name],
+        topics=[topic_name],
         partitions=1,
         batch_size=BATCH,
         poll_seconds=0.2,
@@ -46,13 +81,13 @@ def topic(live_db, monkeypatch) -> Iterator[str]:
     thread = threading.Thread(target=relay.run, name="relay-under-test")
     thread.start()
     try:
-        yield name
+        yield topic_name
     finally:
         relay.stop()
         thread.join(30)
         assert not thread.is_alive()
-        OutboxEvent.objects.filter(topic=name).delete()
-        drop_topics_and_znodes([name], f"{settings.ZOOKEEPER_ROOT}-relay-unused")
+        OutboxEvent.objects.filter(topic=topic_name).delete()
+        drop_topics_and_znodes([topic_name], f"{settings.ZOOKEEPER_ROOT}-relay-unused")
 
 
 def insert(conn: psycopg.Connection, topic: str, key: str, n: int) -> int:
@@ -129,3 +164,41 @@ def test_a_row_committed_late_with_a_lower_id_is_still_published(topic):
         wait_all_stamped(topic, len(early_ids) + 1)
     published = {event.event_id for event in read_all(topic, len(early_ids) + 1)}
     assert published == {late_id, *early_ids}
+
+
+def publish_errors() -> float:
+    return REGISTRY.get_sample_value("broker_outbox_publish_errors_total") or 0.0
+
+
+@pytest.fixture
+def refusing_topic(topic_name) -> str:
+    """A topic whose broker limit is below any batch the relay sends: Kafka
+    refuses every produce request until the limit is raised."""
+    create_topic(topic_name, **{"max.message.bytes": "64"})
+    return topic_name
+
+
+def test_rows_kafka_refuses_are_counted_and_not_stamped_until_it_takes_them(
+    refusing_topic, topic
+):
+    errors_before = publish_errors()
+    with raw_connect() as conn:
+        ids = [insert(conn, topic, KEYS[n % 2], n) for n in range(BATCH * 2)]
+        conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+
+    wait_until(
+        lambda: publish_errors() >= errors_before + len(ids),
+        timeout=60,
+        what="broker_outbox_publish_errors_total to count the refused rows",
+    )
+    rows = OutboxEvent.objects.filter(topic=topic)
+    assert not rows.filter(published_at__isnull=False).exists()
+
+    set_topic_config(topic, **{"max.message.bytes": "1048588"})
+
+    wait_all_stamped(topic, len(ids))
+    first_copies: list[int] = []
+    for event in read_all(topic, len(ids)):
+        if event.event_id not in first_copies:
+            first_copies.append(event.event_id)
+    assert first_copies == ids
