@@ -835,12 +835,14 @@ def _analysis(results: dict) -> list[str]:
             "Redis round trip for both rate limits (sliding-window counters "
             "instead of DRF's timestamp lists), no exchange request per placement "
             "(the last price is reused for `QUOTE_MAX_AGE_SECONDS`), the customer "
-            "loaded with the token. Next levers: the TradeEvent rows in one bulk "
-            "insert, server-side prepared statements "
-            "(psycopg `prepare_threshold`), leaner middleware for /api (sessions, "
-            "messages and CSRF only serve the admin); the rest is Django and DRF's "
-            "own per-request Python, which a 2-core machine shared with the whole "
-            "pipeline does not hide."
+            "loaded with the token, server-side parameter binding and prepared "
+            "statements (PostgreSQL no longer parses and plans the same statements "
+            "of every request). Next levers: the two TradeEvent rows in one insert "
+            "(the timeline orders rows by a timestamp taken at insert, so the "
+            "acceptance line would need its own), leaner middleware for /api "
+            "(sessions, messages and CSRF only serve the admin); the rest is "
+            "Django and DRF's own per-request Python, which a 2-core machine "
+            "shared with the whole pipeline does not hide."
         )
     if "placement_tail" in missed:
         lines.append(
@@ -1070,12 +1072,26 @@ def _e2e_paragraph(results: dict, e2e_cpu: dict, execute: dict) -> str:
         f"{_pct(exchange_share)} of the time."
     )
     exchange_minor = exchange_share is not None and exchange_share < 0.2
+    if whole and execute.get("cpu_ms_per_unit"):
+        loaded = (whole[2].get("cpu_ms_per_unit") or {}).get("executors")
+        if isinstance(loaded, int | float):
+            parts.append(
+                f"In that burst the executors spent {_fmt(loaded)} ms of CPU per "
+                f"trade, {_fmt(loaded / execute['cpu_ms_per_unit'])} x the "
+                "in-process cost of its message. The rest is outside a message's "
+                "own path: the report feed's long-polls, the Kafka client, and "
+                "the leader and feed threads of every topic taking turns on one "
+                "interpreter lock (not measured apart here)."
+            )
     parts.append(
         "Done (see Before / after): settlement writes each kind of row once "
         "(executor message: 28 → 18 statements), consecutive placements of a poll "
         "share one fenced transaction per phase, the report feed no longer books "
         "the leader's own fills a second time, Kafka offset hints at most once a "
-        "second. Next levers: "
+        "second, the consumer waits for one message and takes what is already "
+        "fetched (librdkafka's consume(16, 0.2) had held every trade up to 200 ms "
+        "at low load), server-side prepared statements. Next levers: "
+        "(0) fewer threads per interpreter (a process per few topics); "
         + (
             "(1) pipelining exchange requests per topic (several orders in "
             "flight, settled together): exchange HTTP is "
