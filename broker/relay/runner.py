@@ -178,7 +178,7 @@ class Relay:
 
     def _rebalance(self, conn: psycopg.Connection, held: list[str]) -> list[str]:
         """Take free shards up to our share; give back what is over it. Called only
-        between batches, when nothing this relay sent is unacknowledged."""
+        after a drain, when nothing this relay sent is unacknowledged or unstamped."""
         live = conn.execute(_LIVE_RELAYS, [APPLICATION_NAME]).fetchone()[0]
         share = math.ceil(len(self._topics) / max(1, live))
         held = list(held)

@@ -8,8 +8,6 @@ import logging
 import queue
 import threading
 
-import psycopg
-
 from broker.db import array_literal, raw_connect
 
 logger = logging.getLogger(__name__)
@@ -22,13 +20,14 @@ _STAMP = (
 
 
 class Stamper:
-    """Stamps batches of ids in the order submitted. A failure (PostgreSQL gone) is
-    raised to the relay loop at its next submit or wait; the rows it did not stamp
-    are published again, which at-least-once delivery allows."""
+    """Stamps batches of ids in the order submitted. A failure (PostgreSQL gone,
+    or anything else) is raised to the relay loop at its next submit or wait; the
+    rows it did not stamp are published again, which at-least-once delivery
+    allows."""
 
     def __init__(self, depth: int) -> None:
         self._queue: queue.Queue[list[int] | None] = queue.Queue(maxsize=depth)
-        self._error: psycopg.Error | None = None
+        self._error: Exception | None = None
         self._conn = raw_connect(application_name=APPLICATION_NAME)
         # A stamp lost to a PostgreSQL crash only means that row is published
         # again; so the stamps need not wait for the WAL flush (a third of their
@@ -67,7 +66,9 @@ class Stamper:
                     return
                 if self._error is None:
                     self._conn.execute(_STAMP, [array_literal(ids)])
-            except psycopg.Error as exc:
+            except Exception as exc:
+                # Kept for the relay loop to raise: a stamper thread that died
+                # instead would leave wait() blocked for ever.
                 logger.warning("outbox stamp failed: %s", exc)
                 self._error = exc
             finally:

@@ -69,8 +69,9 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Parameters bound by the server, and a statement run 5 times on a connection
 # prepared there (psycopg's prepare_threshold): PostgreSQL stops parsing and
 # planning the same few statements of every placement and settlement, which
-# was 40 % of its CPU per PlaceTrade. Off (DB_PREPARED_STATEMENTS=false) behind a transaction-mode
-# connection pooler, which cannot keep a prepared statement with its connection.
+# was 40 % of its CPU per PlaceTrade. Turn it off (DB_PREPARED_STATEMENTS=false)
+# behind a transaction-mode connection pooler, which cannot keep a prepared
+# statement with its connection.
 if env.bool("DB_PREPARED_STATEMENTS", default=True):
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         server_side_binding=True, prepare_threshold=5
