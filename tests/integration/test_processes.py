@@ -11,7 +11,6 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from django.conf import settings
 from django.db import connection
 
-from broker.events import Event
 from broker.models import DeadLetter, OutboxEvent
 from broker.relay.runner import RELAY_LOCK_CLASS
 from broker.stack.apps import wait_until
@@ -21,44 +20,16 @@ from tests.integration.conftest import (
     place_over_http,
     wait_for_status,
 )
+from tests.integration.kafka_reader import read_events
 
 pytestmark = pytest.mark.integration
-
-
-def read_topic(topic: str, key: str, count: int, timeout: float = 30) -> list[Event]:
-    """The first ``count`` events with ``key`` on ``topic``, in log order."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
-            "group.id": f"test-reader-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    events: list[Event] = []
-
-    def enough() -> bool:
-        message = consumer.poll(0.2)
-        if (
-            message is not None
-            and message.error() is None
-            and message.key() == key.encode()
-        ):
-            events.append(Event.decode(message.value()))
-        return len(events) >= count
-
-    try:
-        wait_until(enough, timeout=timeout, interval=0, what=f"{count} events")
-    finally:
-        consumer.close()
-    return events
 
 
 def test_a_customers_events_reach_kafka_in_commit_order(system, live_db):
     customer, token = customer_on_topic(all_topics()[3])
     placed = [place_over_http(system, token, quantity="1") for _ in range(8)]
 
-    events = read_topic(all_topics()[3], str(customer.pk), len(placed))
+    events = read_events(all_topics()[3], len(placed), key=str(customer.pk))
 
     assert [e.payload["trade_id"] for e in events] == [t["id"] for t in placed]
     assert [e.event_id for e in events] == sorted(e.event_id for e in events)
@@ -99,7 +70,7 @@ def test_relays_share_the_shards_and_take_over_a_dead_ones(system, live_db):
     # A burst for one customer while both relays publish: order is kept.
     customer, token = customer_on_topic(all_topics()[0])
     placed = [place_over_http(system, token, quantity="1") for _ in range(10)]
-    events = read_topic(all_topics()[0], str(customer.pk), len(placed))
+    events = read_events(all_topics()[0], len(placed), key=str(customer.pk))
     assert [e.payload["trade_id"] for e in events] == [t["id"] for t in placed]
 
     relay.signal(signal.SIGKILL)

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -24,11 +23,11 @@ from django.conf import settings
 from prometheus_client import REGISTRY
 
 from broker.db import raw_connect
-from broker.events import Event
 from broker.models import OutboxEvent
 from broker.relay.runner import Relay
 from broker.services.outbox import NOTIFY_CHANNEL
 from broker.stack.apps import wait_until
+from tests.integration.kafka_reader import read_events
 from tests.stack_cleanup import drop_topics_and_znodes
 
 pytestmark = pytest.mark.integration
@@ -103,31 +102,6 @@ def wait_all_stamped(topic: str, count: int) -> None:
     )
 
 
-def read_all(topic: str, count: int) -> list[Event]:
-    """At least ``count`` events from the start of ``topic``, in log order."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
-            "group.id": f"test-reader-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    events: list[Event] = []
-
-    def enough() -> bool:
-        for message in consumer.consume(500, timeout=0.2):
-            if message.error() is None:
-                events.append(Event.decode(message.value()))
-        return len(events) >= count
-
-    try:
-        wait_until(enough, timeout=60, interval=0, what=f"{count} events on {topic}")
-    finally:
-        consumer.close()
-    return events
-
-
 def test_a_backlog_many_batches_deep_is_published_in_order_and_stamped(topic):
     rows = BATCH * 24  # deeper than the pipeline: batches wait for room
     expected: dict[str, list[int]] = {key: [] for key in KEYS}
@@ -142,7 +116,7 @@ def test_a_backlog_many_batches_deep_is_published_in_order_and_stamped(topic):
 
     first_copies: dict[str, list[int]] = {key: [] for key in KEYS}
     seen: set[int] = set()
-    for event in read_all(topic, rows):
+    for event in read_events(topic, rows):
         if event.event_id not in seen:
             seen.add(event.event_id)
             key = KEYS[event.payload["n"] % len(KEYS)]
@@ -162,7 +136,7 @@ def test_a_row_committed_late_with_a_lower_id_is_still_published(topic):
         conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
 
         wait_all_stamped(topic, len(early_ids) + 1)
-    published = {event.event_id for event in read_all(topic, len(early_ids) + 1)}
+    published = {event.event_id for event in read_events(topic, len(early_ids) + 1)}
     assert published == {late_id, *early_ids}
 
 
@@ -198,7 +172,7 @@ def test_rows_kafka_refuses_are_counted_and_not_stamped_until_it_takes_them(
 
     wait_all_stamped(topic, len(ids))
     first_copies: list[int] = []
-    for event in read_all(topic, len(ids)):
+    for event in read_events(topic, len(ids)):
         if event.event_id not in first_copies:
             first_copies.append(event.event_id)
     assert first_copies == ids
