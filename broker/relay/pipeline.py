@@ -81,8 +81,8 @@ class Pipeline:
         self._producer = producer
         self._depth = depth
         self._batches: list[_Batch] = []
-        # Highest outbox id produced since the pipeline was last empty. Reset on
-        # drain: a row committed late with a lower id is read after the next drain.
+        # Highest outbox id produced since the last drain, which resets it: a row
+        # committed late with a lower id is read after the next drain.
         self.cursor = 0
 
     def __len__(self) -> int:

@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 
 # Not the relay's own application_name: relays count each other by it.
 APPLICATION_NAME = "broker-relay-stamper"
+CLOSE_SECONDS = 30.0
 _STAMP = (
     "UPDATE broker_outboxevent SET published_at = now() WHERE id = ANY(%s::bigint[])"
 )
@@ -50,8 +51,13 @@ class Stamper:
         self._raise_failure()
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(30)
+        """Stop the thread after the stamps already submitted (bounded: a thread
+        stuck on a dead connection is abandoned, it is a daemon)."""
+        try:
+            self._queue.put(None, timeout=CLOSE_SECONDS)
+            self._thread.join(CLOSE_SECONDS)
+        except queue.Full:
+            logger.warning("outbox stamper did not stop; abandoned")
         self._conn.close()
 
     def _raise_failure(self) -> None:
