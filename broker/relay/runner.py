@@ -2,15 +2,16 @@
 idempotent producer, and stamp them published only after Kafka confirmed delivery.
 
 The outbox is sharded by topic (a customer's events all go to one topic, so order
-only matters within a shard). At most one relay works a shard: it holds the shard's
-session-level advisory lock on its own connection and reads, publishes and stamps
-through that connection. Relays share the shards: each takes at most
-ceil(shards / live relays), counting live relays in pg_stat_activity, and gives a
-shard back only after a drain, when everything it sent was acknowledged and
-stamped. Under a backlog several batches are in flight at once (broker.relay.pipeline):
-the next is read past the highest id produced while Kafka acknowledges the earlier
-ones. Published at least once: a crash between delivery and stamp republishes,
-and the executor is idempotent; the first copy of each event still lands in order.
+only matters within a shard). At most one relay works a shard: it holds the
+shard's session-level advisory lock on its own connection and reads through that
+connection; the stamps go through a second one (broker.relay.stamper). Relays
+share the shards: each takes at most ceil(shards / live relays), counting live
+relays in pg_stat_activity, and gives a shard back only after a drain, when
+everything it sent was acknowledged and stamped. Under a backlog several batches
+are in flight at once (broker.relay.pipeline): the next is read past the highest
+id produced while Kafka acknowledges the earlier ones. Published at least once: a
+crash between delivery and stamp republishes, and the executor is idempotent; the
+first copy of each event still lands in order.
 """
 
 from __future__ import annotations
