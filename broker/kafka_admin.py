@@ -17,11 +17,12 @@ def ensure_topics(
     *,
     partitions: int,
     replication_factor: int | None = None,
+    config: dict[str, str] | None = None,
     timeout: float = 30,
 ) -> None:
-    """Create the topics that do not exist yet; existing ones are left as they are.
-    ``replication_factor`` defaults to KAFKA_TOPIC_REPLICATION_FACTOR (-1: the
-    broker's default)."""
+    """Create the topics that do not exist yet, with topic ``config`` if given;
+    existing ones are left as they are. ``replication_factor`` defaults to
+    KAFKA_TOPIC_REPLICATION_FACTOR (-1: the broker's default)."""
     if replication_factor is None:
         replication_factor = settings.KAFKA_TOPIC_REPLICATION_FACTOR
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
@@ -32,7 +33,10 @@ def ensure_topics(
     futures = admin.create_topics(
         [
             NewTopic(
-                t, num_partitions=partitions, replication_factor=replication_factor
+                t,
+                num_partitions=partitions,
+                replication_factor=replication_factor,
+                config=config or {},
             )
             for t in missing
         ],

@@ -144,6 +144,7 @@ class Relay:
         self, conn: psycopg.Connection, pipeline: Pipeline, stamper: Stamper
     ) -> None:
         shards: list[str] = []
+        shards_param = array_literal(shards)
         next_rebalance = 0.0
         while not self._stop.is_set():
             self._alive_at = time.monotonic()
@@ -151,12 +152,13 @@ class Relay:
                 # Shards change hands only when nothing sent is unstamped.
                 self._drain(pipeline, stamper)
                 shards = self._rebalance(conn, shards)
+                shards_param = array_literal(shards)  # built once per rebalance
                 self._observe_backlog(conn)
                 next_rebalance = time.monotonic() + REBALANCE_SECONDS
             if not shards:
                 self._wait_for_wake(conn)
                 continue
-            full = self._publish_batch(conn, pipeline, stamper, shards)
+            full = self._publish_batch(conn, pipeline, stamper, shards_param)
             if not full:
                 # The backlog is drained: stamp the rest, then sleep.
                 self._drain(pipeline, stamper)
@@ -221,16 +223,17 @@ class Relay:
         conn: psycopg.Connection,
         pipeline: Pipeline,
         stamper: Stamper,
-        shards: list[str],
+        shards_param: str,
     ) -> bool:
-        """Read the next batch past the ones in flight, produce it, and stamp the
-        batches Kafka has answered meanwhile. True if the batch was full (more
-        may be waiting)."""
+        """Read the next batch of the shards (``shards_param``: their array
+        literal) past the ones in flight, produce it, and stamp the batches Kafka
+        has answered meanwhile. True if the batch was full (more may be
+        waiting)."""
         if not pipeline.wait_for_room(DELIVERY_TIMEOUT_SECONDS):
             self._drain(pipeline, stamper)
             return False
         rows = conn.execute(
-            _SELECT_BATCH, [array_literal(shards), pipeline.cursor, self._batch_size]
+            _SELECT_BATCH, [shards_param, pipeline.cursor, self._batch_size]
         ).fetchall()
         sent = pipeline.send(
             (outbox_id, topic, key, encode_envelope(outbox_id, event_type, payload))

@@ -16,13 +16,13 @@ from confluent_kafka.admin import (
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
-    NewTopic,
     ResourceType,
 )
 from django.conf import settings
 from prometheus_client import REGISTRY
 
 from broker.db import raw_connect
+from broker.kafka_admin import ensure_topics
 from broker.models import OutboxEvent
 from broker.relay.runner import Relay
 from broker.services.outbox import NOTIFY_CHANNEL
@@ -38,12 +38,6 @@ _INSERT = """
 INSERT INTO broker_outboxevent (topic, key, event_type, payload, created_at)
 VALUES (%s, %s, 'relay.test', %s::jsonb, now()) RETURNING id
 """
-
-
-def create_topic(name: str, **config: str) -> None:
-    admin = AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS})
-    created = admin.create_topics([NewTopic(name, 1, 1, config=config)])
-    created[name].result(timeout=30)
 
 
 def set_topic_config(name: str, **config: str) -> None:
@@ -148,7 +142,12 @@ def publish_errors() -> float:
 def refusing_topic(topic_name) -> str:
     """A topic whose broker limit is below any batch the relay sends: Kafka
     refuses every produce request until the limit is raised."""
-    create_topic(topic_name, **{"max.message.bytes": "64"})
+    ensure_topics(
+        settings.KAFKA_BOOTSTRAP_SERVERS,
+        [topic_name],
+        partitions=1,
+        config={"max.message.bytes": "64"},
+    )
     return topic_name
 
 
