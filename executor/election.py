@@ -108,6 +108,31 @@ class TopicCandidate(threading.Thread):
                 logger.debug("election cleanup deferred topic=%s: %r", self.topic, exc)
                 self._stopping.wait(0.5)
 
+    def sweep_stale(self) -> None:
+        """While queued: delete election nodes of our session that the current
+        election did not create (kazoo names a lock's nodes with a prefix of its
+        own). One left by an earlier round whose release or create crossed a
+        ZooKeeper outage can head the queue with nobody waiting on it: seen in the
+        ZooKeeper-restart chaos scenario, the topic then had no leader until this
+        process exited. Calls ZooKeeper: not for a listener."""
+        election = self._election
+        if election is None or self._in_body.is_set():
+            return
+        session = self._zk.client_id
+        if not session:
+            return
+        for child in self._zk.get_children(self.election_path):
+            if child.startswith(election.lock.prefix):
+                continue
+            path = f"{self.election_path}/{child}"
+            stat = self._zk.exists(path)
+            if stat and stat.ephemeralOwner == session[0]:
+                with contextlib.suppress(NoNodeError):
+                    self._zk.delete(path)
+                logger.warning(
+                    "removed a stale election node topic=%s node=%s", self.topic, child
+                )
+
     def _lead_with_epoch(self, election) -> None:
         lock = election.lock
         node_path = f"{lock.path}/{lock.node}"

@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 5.0
 # How often a leader checks whether it holds more than its share of topics.
 BALANCE_CHECK_SECONDS = 1.0
+# How often queued candidates look for stale election nodes of their session.
+SWEEP_SECONDS = 2.0
 # How often the consumer-lag gauge is refreshed (a broker round trip).
 LAG_CHECK_SECONDS = 5.0
 # No message for this long while the topic has unread ones: the consumer is
@@ -136,6 +138,8 @@ class Executor:
         logger.info(
             "executor started identity=%s topics=%s", self.identity, self._topics
         )
+        reconnects_seen = self._reconnects
+        next_sweep = 0.0
         try:
             while not self._stop.wait(0.2):
                 if registered_in_session != self._sessions_lost and (
@@ -145,10 +149,18 @@ class Executor:
                     # old one.
                     self._balance.join(self.identity)
                     registered_in_session = self._sessions_lost
+                if reconnects_seen != self._reconnects and self._connected.is_set():
+                    # kazoo's Lock can wait for ever after a reconnect (kazoo
+                    # #282): seen in the ZooKeeper-restart chaos scenario, a
+                    # candidate heading two topics' queues that never led them.
+                    # Queue again with a fresh election node instead.
+                    reconnects_seen = self._reconnects
+                    _withdraw_waiting(candidates, "zookeeper reconnected")
                 if not self._balance.may_compete():
-                    for candidate in candidates:
-                        if candidate.waiting:
-                            candidate.withdraw()
+                    _withdraw_waiting(candidates)
+                if self._connected.is_set() and time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + SWEEP_SECONDS
+                    _sweep_stale_nodes(candidates)
         finally:
             for candidate in candidates:
                 candidate.withdraw()
@@ -369,3 +381,21 @@ class Executor:
         except KazooException:
             return False
         return len(queued) > 1
+
+
+def _withdraw_waiting(candidates: list[TopicCandidate], why: str = "") -> None:
+    """Take the candidates that are queued, not leading, out of their elections
+    (they compete again when they may)."""
+    for candidate in candidates:
+        if candidate.waiting:
+            if why:
+                logger.info("candidate requeued topic=%s: %s", candidate.topic, why)
+            candidate.withdraw()
+
+
+def _sweep_stale_nodes(candidates: list[TopicCandidate]) -> None:
+    for candidate in candidates:
+        try:
+            candidate.sweep_stale()
+        except KazooException as exc:
+            logger.debug("election sweep deferred topic=%s: %r", candidate.topic, exc)
