@@ -401,10 +401,40 @@ class ChaosSystem:
             status="submitted", type="market"
         )
 
+        watermarks = Consumer(
+            {
+                "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+                "group.id": f"chaos-quiesce-{uuid.uuid4().hex}",
+            }
+        )
+
+        def offsets_caught_up() -> bool:
+            """Every leader stored the offset past its topic's last message: a
+            message whose effect the report feed booked first may still be in its
+            leader's retry (after a PostgreSQL restart) when the trades look done."""
+            stored = dict(
+                connection.cursor()
+                .execute(
+                    "SELECT topic, next_offset FROM broker_consumeroffset "
+                    "WHERE topic = ANY(%s) AND partition = 0",
+                    [self.topics],
+                )
+                .fetchall()
+            )
+            for topic in self.topics:
+                _, high = watermarks.get_watermark_offsets(
+                    TopicPartition(topic, 0), timeout=10
+                )
+                if stored.get(topic, 0) < high:
+                    return False
+            return True
+
         def quiet() -> bool:
             if self.outbox_backlog():
                 return False
             if self._our_trades().filter(waiting).exists():
+                return False
+            if not offsets_caught_up():
                 return False
             cursors = dict(
                 FeedCursor.objects.filter(session__in=self.topics).values_list(
@@ -421,7 +451,10 @@ class ChaosSystem:
                     return False
             return True
 
-        wait_until(quiet, timeout=timeout, interval=0.2, what="a quiet system")
+        try:
+            wait_until(quiet, timeout=timeout, interval=0.2, what="a quiet system")
+        finally:
+            watermarks.close()
 
     def _our_trades(self):
         return Trade.objects.filter(
