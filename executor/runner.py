@@ -115,6 +115,10 @@ class Executor:
             bootstrap_servers=self._bootstrap_servers, topic=self._dead_letter_topic
         )
         self._kafka_admin = AdminClient({"bootstrap.servers": self._bootstrap_servers})
+        # Every executor reports every topic, led or not, so a topic nobody leads
+        # sums to 0 (an alert) instead of having no series at all.
+        for topic in self._topics:
+            LEADER.labels(topic).set(0)
         serve_worker_endpoints(self._ready)
         self._zk.add_listener(self._on_zk_state)
         self._zk.start(timeout=30)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,6 +22,7 @@ from broker.jobs import RECONCILE_EVENT
 from broker.models import Account, OutboxEvent, Trade, TradeEvent
 from broker.stack.apps import REPO_ROOT, AppLauncher, wait_until
 from tests.factories import make_customer
+from tests.integration.scraping import scrape, worker_url
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +116,20 @@ def test_beat_and_worker_request_a_reconcile_of_a_stuck_trade(live_db, launcher)
     request = wait_until(
         requested, timeout=20, interval=0.1, what="a reconcile request"
     )
+    # The run is on the worker's /metrics (recorded in Redis by the pool process).
+    job = (("job", "reconcile_stuck_trades"),)
+    samples = wait_until(
+        lambda: (
+            s
+            if ("broker_job_last_items", job) in (s := scrape(worker_url(worker)))
+            else None
+        ),
+        timeout=20,
+        what="the reconcile job on the worker's metrics",
+    )
+    assert samples[("broker_job_last_items", job)] >= 1
+    succeeded = samples[("broker_job_last_success_timestamp_seconds", job)]
+    assert time.time() - 60 < succeeded <= time.time()
     assert request.detail["requested_by"] == "job:reconcile_stuck_trades"
     event = OutboxEvent.objects.get(pk=request.detail["outbox_id"])
     assert event.event_type == RECONCILE_EVENT

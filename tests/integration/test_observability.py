@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from broker.models import OutboxEvent
 from broker.stack.apps import wait_until
@@ -15,37 +14,9 @@ from tests.integration.conftest import (
     place_over_http,
     wait_for_status,
 )
+from tests.integration.scraping import answers, scrape, total, worker_url
 
 pytestmark = pytest.mark.integration
-
-
-def scrape(url: str) -> dict[tuple[str, tuple], float]:
-    """sample name + sorted labels → value."""
-    text = requests.get(url, timeout=10).text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def total(samples: dict, name: str, **labels: str) -> float:
-    return sum(
-        value
-        for (sample, sample_labels), value in samples.items()
-        if sample == name and labels.items() <= dict(sample_labels).items()
-    )
-
-
-def answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=5).ok
-    except requests.ConnectionError:
-        return False
-
-
-def worker_url(process, path: str = "/metrics") -> str:
-    return f"http://127.0.0.1:{process.metrics_port}{path}"
 
 
 def test_api_health_readiness_and_request_metrics(system, live_db):
@@ -99,6 +70,15 @@ def test_relay_and_executor_metrics_move_with_a_trade(system, live_db):
         what="every topic led and every shard held, per the gauges",
     )
     before = everything()
+    # Led or not, every executor reports every topic: a topic nobody leads sums
+    # to 0 (the TopicWithoutLeader alert) instead of vanishing.
+    for samples in before[len(relays) :]:
+        reported = {
+            dict(labels)["topic"]
+            for (name, labels) in samples
+            if name == "broker_executor_leader"
+        }
+        assert reported == set(all_topics())
     for metric in ("broker_outbox_unpublished_rows", "broker_outbox_lag_seconds"):
         assert any((metric, ()) in s for s in before), metric
 

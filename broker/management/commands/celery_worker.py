@@ -2,8 +2,10 @@ import sys
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from prometheus_client import REGISTRY
 
 from broker.celery import app
+from broker.observability.job_health import JobHealthCollector
 from broker.observability.server import celery_ready, serve_worker_endpoints
 
 
@@ -14,6 +16,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options) -> None:
+        REGISTRY.register(JobHealthCollector())
         serve_worker_endpoints(celery_ready)
         # What app.worker_main() runs, keeping the worker's exit code.
         code = app.start(
