@@ -259,10 +259,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         for section in args.sections:
             progress.set_section(section)
+            settled_in = run.settle_postgres()
             section_started = time.monotonic()
             services_before = _services(run)
             try:
                 results[section] = _run_section_resilient(ctx, section, progress)
+                results[section]["postgres_settle_s"] = settled_in
                 results[section]["elapsed_s"] = round(
                     time.monotonic() - section_started, 1
                 )

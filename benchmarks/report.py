@@ -1452,7 +1452,10 @@ def _method() -> list[str]:
         "PostgreSQL, topics `bench-<runid>-*`, ZooKeeper root `/bench-<runid>`, cache "
         "prefix `bench-<runid>`, and removes all of them at the end (Ctrl-C "
         "included). Throttle limits are set out of reach; exchange quotes are "
-        "frozen (`EXCHANGE_TICK_SECONDS=0`), so every market buy fills at once.",
+        "frozen (`EXCHANGE_TICK_SECONDS=0`), so every market buy fills at once. "
+        "Each section starts once no autovacuum worker runs (at most 120 s; the "
+        "wait is `postgres_settle_s` in its results), so it does not measure the "
+        "vacuum of what the section before it wrote.",
         "- **Load.** An asyncio HTTP/1.1 client with keep-alive connections; "
         "closed loop at N clients for throughput, open loop at a fixed rate for "
         "latency (measured from the scheduled send time, so queueing in the "

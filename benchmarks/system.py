@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 import zlib
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from benchmarks.util import Progress, wait_for
+from benchmarks.util import Progress, Timeout, wait_for
 from broker.stack.apps import REPO_ROOT, AppLauncher, AppProcess, free_port
 
 DEFAULT_DATABASE_URL = "postgres://broker:broker@127.0.0.1:55432/broker"
@@ -169,6 +170,32 @@ class BenchRun:
             )
         if result.returncode != 0:
             raise RuntimeError(f"migrate failed; see {log}:\n{log.read_text()[-2000:]}")
+
+    def settle_postgres(self, timeout: float = 120.0) -> float:
+        """Wait, at most ``timeout`` seconds, until no autovacuum worker runs, so a
+        section does not measure the vacuum of what the one before it wrote
+        (pgbench's tables, a placement burst). Returns the seconds waited; at the
+        deadline the section starts anyway (the wait is in the results)."""
+        started = time.monotonic()
+        with self.admin_connect() as conn:
+
+            def quiet() -> bool:
+                return not conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE backend_type = 'autovacuum worker'"
+                ).fetchone()[0]
+
+            with contextlib.suppress(Timeout):
+                wait_for(
+                    quiet,
+                    timeout=timeout,
+                    interval=0.5,
+                    what="autovacuum to finish",
+                    progress=lambda elapsed: self.progress.update(
+                        f"waiting for autovacuum to finish ({elapsed:.0f}s)"
+                    ),
+                )
+        return round(time.monotonic() - started, 1)
 
     def set_synchronous_commit(self, value: str) -> None:
         """For new connections to the bench database (restart the api after)."""
