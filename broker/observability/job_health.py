@@ -25,8 +25,8 @@ _KEY = "jobs:last_success:{}"
 
 def record_job_success(job: str, *, items: int) -> None:
     """Record a successful run of ``job`` that handled ``items`` (trades handed to
-    reconcile, orders expired, rows pruned, ledger violations found). Never raises:
-    the job's own work is done and logged either way."""
+    reconcile, orders expired, rows pruned, ledger violations found). A cache
+    failure is logged, not raised: the job's own work is done and logged anyway."""
     if job not in JOBS:
         raise ValueError(f"unknown job {job!r}")
     try:
