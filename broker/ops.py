@@ -123,14 +123,15 @@ def dashboard(*, now: datetime | None = None) -> dict:
 @dataclass(frozen=True)
 class TimelineEntry:
     at: datetime
-    source: str  # "event" | "outbox" | "execution" | "ledger"
+    source: str  # "api" | "event" | "outbox" | "execution" | "ledger"
     kind: str
     status: str
     epoch: int | None
     detail: str
 
 
-_SOURCE_ORDER = {"event": 0, "outbox": 1, "execution": 2, "ledger": 3}
+# At one instant: the request before what it caused.
+_SOURCE_ORDER = {"api": 0, "event": 1, "outbox": 2, "execution": 3, "ledger": 4}
 
 
 def _pairs(detail: dict, skip: tuple[str, ...] = ()) -> str:
@@ -141,7 +142,7 @@ def _describe_event(event: TradeEvent) -> str:
     d = event.detail if isinstance(event.detail, dict) else {"detail": event.detail}
     if event.kind == "status":
         text = f"{d['from']} → {event.status}" if "from" in d else event.status
-        rest = _pairs(d, ("from",))
+        rest = _pairs(d, ("from", "origin"))
     elif event.kind == "outbox":
         text = (
             f"outbox #{d.get('outbox_id')} {d.get('event_type', '')} "
@@ -195,15 +196,42 @@ def trade_outbox_events(trade: Trade) -> QuerySet[OutboxEvent]:
     ).order_by("id")
 
 
+def _describe_origin(origin: dict) -> str:
+    text = f"{origin.get('method', '')} {origin.get('path', '')}".strip()
+    if origin.get("idempotency_key"):
+        text += f", Idempotency-Key {origin['idempotency_key']}"
+    if origin.get("peer"):
+        text += f", from {origin['peer']}"
+    if origin.get("forwarded_for"):
+        text += f" (X-Forwarded-For {origin['forwarded_for']})"
+    if origin.get("user_agent"):
+        text += f", {origin['user_agent']}"
+    return text
+
+
 def trade_timeline(trade: Trade) -> list[TimelineEntry]:
-    """Everything that happened to a trade, oldest first: its TradeEvent rows, its
-    outbox rows (enqueued and published), its executions and its ledger entries."""
+    """Everything that happened to a trade, oldest first: the API request that
+    placed it, its TradeEvent rows, its outbox rows (enqueued and published), its
+    executions and its ledger entries."""
     entries: list[tuple[tuple, TimelineEntry]] = []
 
     def add(entry: TimelineEntry, row_id: int, order: int = 0) -> None:
         entries.append(((entry.at, _SOURCE_ORDER[entry.source], row_id, order), entry))
 
     for event in trade.events.order_by("id"):
+        origin = event.detail.get("origin") if isinstance(event.detail, dict) else None
+        if origin:
+            add(
+                TimelineEntry(
+                    at=event.created_at,
+                    source="api",
+                    kind="request",
+                    status="",
+                    epoch=None,
+                    detail=_describe_origin(origin),
+                ),
+                event.pk,
+            )
         add(
             TimelineEntry(
                 at=event.created_at,

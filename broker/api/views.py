@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from broker import quotes, selectors
 from broker.api.idempotency import IdempotentPostMixin
+from broker.api.origin import request_origin
 from broker.api.pagination import LedgerPagination, NewestFirstPagination
 from broker.api.serializers import (
     SYMBOL_PATTERN,
@@ -89,6 +90,7 @@ class TradeListCreateApi(IdempotentPostMixin, APIView):
             limit_price=order.get("limit_price"),
             client_order_id=order.get("client_order_id"),
             price_source=quotes.last_price,
+            origin=request_origin(request),
         )
         return Response(TradeOutput(trade).data, status=status.HTTP_201_CREATED)
 

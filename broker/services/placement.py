@@ -56,10 +56,12 @@ def trade_place(
     time_in_force: str = Trade.TimeInForce.DAY,
     limit_price: Decimal | None = None,
     client_order_id: str | None = None,
+    origin: dict[str, str] | None = None,
 ) -> Trade:
     """Accept a trade: lock the account row, check buying power (buy) or free shares
     (sell), then insert the trade, its hold, the hold's ledger entries and the
-    ``trade.placed`` outbox event, all in one transaction.
+    ``trade.placed`` outbox event, all in one transaction. ``origin`` (the API
+    request, broker.api.origin) is kept on the acceptance line for the timeline.
 
     The quote is fetched before the transaction: no network call holds the lock.
     The shape of the order (limit price only on limit orders, ...) is the caller's
@@ -131,7 +133,11 @@ def trade_place(
             trade=trade,
             kind="status",
             status=Trade.Status.ACCEPTED,
-            detail={"hold": str(hold), "last_price": str(last_price)},
+            detail={
+                "hold": str(hold),
+                "last_price": str(last_price),
+                **({"origin": origin} if origin else {}),
+            },
         )
         ledger_post(
             account=account,

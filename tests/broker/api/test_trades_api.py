@@ -183,3 +183,65 @@ def test_openapi_schema_and_docs_are_served_without_a_token():
     docs = client_for(None).get("/api/docs/")
     assert docs.status_code == 200
     assert b"swagger" in docs.content.lower()
+
+
+# --- the API request on the trade's timeline ------------------------------------
+
+
+def test_the_timeline_opens_with_the_api_request_that_placed_the_trade():
+    from broker import ops
+
+    customer, token = make_customer("5000.00")
+    response = client_for(token).post(
+        "/api/v1/trades",
+        order(),
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k-timeline-1",
+        HTTP_USER_AGENT="brokerapp-ios/7.2",
+        HTTP_X_FORWARDED_FOR="203.0.113.9",
+    )
+    assert response.status_code == 201, response.content
+
+    (trade,) = trades_of(customer)
+    first, second = ops.trade_timeline(trade)[:2]
+    assert (first.source, first.kind) == ("api", "request")
+    assert first.detail == (
+        "POST /api/v1/trades, Idempotency-Key k-timeline-1, from 127.0.0.1 "
+        "(X-Forwarded-For 203.0.113.9), brokerapp-ios/7.2"
+    )
+    # The acceptance line it caused, without the request repeated in it.
+    assert (second.source, second.status) == ("event", "accepted")
+    assert "origin" not in second.detail
+
+
+def test_request_headers_on_the_timeline_are_bounded_and_printable():
+    customer, token = make_customer("5000.00")
+    response = client_for(token).post(
+        "/api/v1/trades",
+        order(),
+        format="json",
+        HTTP_USER_AGENT="evil\x00agent\x1b[31m" + "x" * 5000,
+    )
+    assert response.status_code == 201, response.content
+
+    (trade,) = trades_of(customer)
+    origin = trade.events.get(status="accepted").detail["origin"]
+    assert origin["user_agent"].startswith("evilagent[31m")
+    assert len(origin["user_agent"]) <= 200
+    assert "idempotency_key" not in origin  # none was sent
+
+
+def test_a_trade_placed_outside_the_api_has_no_request_line():
+    from broker import ops, quotes
+    from broker.services.placement import trade_place
+
+    customer, _ = make_customer("5000.00")
+    trade = trade_place(
+        customer=customer,
+        symbol="AAPL",
+        side="buy",
+        quantity=Decimal("1"),
+        order_type="market",
+        price_source=quotes.last_price,
+    )
+    assert "api" not in {entry.source for entry in ops.trade_timeline(trade)}
