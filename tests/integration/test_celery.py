@@ -102,6 +102,7 @@ def stuck_trade() -> Trade:
 
 def test_beat_and_worker_request_a_reconcile_of_a_stuck_trade(live_db, launcher):
     trade = stuck_trade()
+    started = time.time()
 
     worker = launcher.manage("celery-worker", "celery_worker")
     beat = launcher.manage("celery-beat", "celery_beat")
@@ -116,20 +117,22 @@ def test_beat_and_worker_request_a_reconcile_of_a_stuck_trade(live_db, launcher)
     request = wait_until(
         requested, timeout=20, interval=0.1, what="a reconcile request"
     )
-    # The run is on the worker's /metrics (recorded in Redis by the pool process).
+    # The worker's runs are on its /metrics (recorded in Redis by the pool
+    # process); earlier tests' records share the cache, hence the time check.
     job = (("job", "reconcile_stuck_trades"),)
+
+    def recorded_since_start() -> dict | None:
+        samples = scrape(worker_url(worker))
+        at = samples.get(("broker_job_last_success_timestamp_seconds", job), 0)
+        return samples if started <= at <= time.time() else None
+
     samples = wait_until(
-        lambda: (
-            s
-            if ("broker_job_last_items", job) in (s := scrape(worker_url(worker)))
-            else None
-        ),
+        recorded_since_start,
         timeout=20,
-        what="the reconcile job on the worker's metrics",
+        interval=0.2,
+        what="this worker's reconcile run on its metrics",
     )
-    assert samples[("broker_job_last_items", job)] >= 1
-    succeeded = samples[("broker_job_last_success_timestamp_seconds", job)]
-    assert time.time() - 60 < succeeded <= time.time()
+    assert ("broker_job_last_items", job) in samples
     assert request.detail["requested_by"] == "job:reconcile_stuck_trades"
     event = OutboxEvent.objects.get(pk=request.detail["outbox_id"])
     assert event.event_type == RECONCILE_EVENT
