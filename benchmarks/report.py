@@ -1078,10 +1078,11 @@ def _e2e_paragraph(results: dict, e2e_cpu: dict, execute: dict) -> str:
             parts.append(
                 f"In that burst the executors spent {_fmt(loaded)} ms of CPU per "
                 f"trade, {_fmt(loaded / execute['cpu_ms_per_unit'])} x the "
-                "in-process cost of its message. The rest is outside a message's "
-                "own path: the report feed's long-polls, the Kafka client, and "
-                "the leader and feed threads of every topic taking turns on one "
-                "interpreter lock (not measured apart here)."
+                "in-process cost of its message (a figure that itself varies "
+                "from run to run with warm-up). The rest is "
+                "outside a message's own path: the report feed's long-polls, the "
+                "Kafka client and thread switches, which this run does not "
+                "measure apart."
             )
     parts.append(
         "Done (see Before / after): settlement writes each kind of row once "
@@ -1091,7 +1092,6 @@ def _e2e_paragraph(results: dict, e2e_cpu: dict, execute: dict) -> str:
         "second, the consumer waits for one message and takes what is already "
         "fetched (librdkafka's consume(16, 0.2) had held every trade up to 200 ms "
         "at low load), server-side prepared statements. Next levers: "
-        "(0) fewer threads per interpreter (a process per few topics); "
         + (
             "(1) pipelining exchange requests per topic (several orders in "
             "flight, settled together): exchange HTTP is "
