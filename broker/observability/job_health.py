@@ -16,6 +16,8 @@ from django.core.cache import cache
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from broker.jobs import last_audit
+
 logger = logging.getLogger(__name__)
 
 # The jobs of broker.tasks, by the name their log lines and labels use.
@@ -70,8 +72,6 @@ class JobHealthCollector(Collector):
         yield from (_succeeded(), _items(), _audit_violations())
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from broker.jobs import last_audit
-
         try:
             runs = cache.get_many([_KEY.format(job) for job in JOBS])
         except Exception:

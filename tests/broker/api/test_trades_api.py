@@ -8,7 +8,7 @@ import pytest
 
 from broker.models import LedgerEntry, OutboxEvent
 from tests.broker.api.conftest import client_for, order
-from tests.factories import give_shares, make_customer, trades_of
+from tests.factories import fixed_price, give_shares, make_customer, trades_of
 
 pytestmark = pytest.mark.django_db
 
@@ -232,7 +232,7 @@ def test_request_headers_on_the_timeline_are_bounded_and_printable():
 
 
 def test_a_trade_placed_outside_the_api_has_no_request_line():
-    from broker import ops, quotes
+    from broker import ops
     from broker.services.placement import trade_place
 
     customer, _ = make_customer("5000.00")
@@ -242,6 +242,6 @@ def test_a_trade_placed_outside_the_api_has_no_request_line():
         side="buy",
         quantity=Decimal("1"),
         order_type="market",
-        price_source=quotes.last_price,
+        price_source=fixed_price("100.00"),
     )
     assert "api" not in {entry.source for entry in ops.trade_timeline(trade)}
