@@ -60,7 +60,9 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 # Code stays owned by root: the app user can read it, never change it.
 COPY manage.py pyproject.toml ./
+# The roles only: devstack/ (local stack and demo), tests and benchmarks stay out.
 COPY broker ./broker
+COPY relay ./relay
 COPY executor ./executor
 COPY exchange_mock ./exchange_mock
 
@@ -68,7 +70,7 @@ COPY exchange_mock ./exchange_mock
 # Swagger UI's static files into STATIC_ROOT (served by whitenoise). collectstatic
 # needs settings, not services: the production settings get placeholder values that
 # exist only in this RUN. /data is exchange_mock's store directory (a volume).
-RUN python -m compileall -q manage.py broker executor exchange_mock \
+RUN python -m compileall -q manage.py broker relay executor exchange_mock \
     && DJANGO_SECRET_KEY=collectstatic-at-build-only \
        DATABASE_URL=postgres://build:build@localhost:5432/build \
        KAFKA_BOOTSTRAP_SERVERS=localhost:9092 \

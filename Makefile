@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STACK := $(PY) -m broker.stack
+STACK := $(PY) -m devstack
 # Addresses of the services in force (local or external), written by `stack up`.
 WITH_ENV := set -a && source .stack/env && set +a &&
 ARGS ?=

@@ -126,7 +126,7 @@ def _fresh_connections() -> None:
 
 
 def _wait_for_stack(run: BenchRun, progress: Progress) -> None:
-    from benchmarks.util import wait_for
+    from devstack.wait import wait_until
 
     def postgres_up() -> bool:
         try:
@@ -136,7 +136,7 @@ def _wait_for_stack(run: BenchRun, progress: Progress) -> None:
         except Exception:
             return False
 
-    wait_for(
+    wait_until(
         postgres_up,
         timeout=180,
         interval=1,

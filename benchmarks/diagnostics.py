@@ -101,9 +101,8 @@ def run(ctx: Context) -> dict:
     from broker.events import Event
     from broker.exchange_client import ExchangeClient
     from broker.models import OutboxEvent, Trade
-    from broker.services.leadership import topic_leader_claim
     from executor.feed import apply_reports
-    from executor.fencing import Fence
+    from executor.fencing import Fence, topic_leader_claim
     from executor.handlers import MessagePosition, handle_message
 
     run = ctx.run

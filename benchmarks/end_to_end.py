@@ -15,7 +15,6 @@ from benchmarks.profiling import CpuAccount, SpyRecorder
 from benchmarks.system import System
 from benchmarks.util import cdf_ms, ratio, rnd, summary_ms
 
-TERMINAL = ("filled", "canceled", "rejected", "expired")
 TARGET_P99_MS = 100.0  # issue 5: place→filled p99 at half the placement peak
 
 
@@ -37,6 +36,8 @@ def trade_times(ctx: Context, ids: list[str]) -> list[tuple[str, float, float | 
 
 def wait_terminal(ctx: Context, system: System, ids: list[str], timeout: float) -> int:
     """Wait (bounded) until every trade is terminal; returns how many are not."""
+    from broker.services.transitions import TERMINAL  # Django is set up by now
+
     if not ids:
         return 0
     left = len(ids)
@@ -47,7 +48,7 @@ def wait_terminal(ctx: Context, system: System, ids: list[str], timeout: float) 
             left = conn.execute(
                 "SELECT count(*) FROM broker_trade WHERE id = ANY(%s::uuid[]) "
                 "AND status <> ALL(%s)",
-                [ids, list(TERMINAL)],
+                [ids, [status.value for status in TERMINAL]],
             ).fetchone()[0]
         ctx.progress.update(f"waiting for {left}/{len(ids)} trades to finish")
         return left == 0

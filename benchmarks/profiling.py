@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker.stack.apps import REPO_ROOT
+from devstack.launcher import REPO_ROOT
 
 # Innermost matching frame decides the category: (substring of the frame, name).
 CATEGORIES = (

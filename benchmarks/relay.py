@@ -41,7 +41,7 @@ RAW_RUNS = 3
 BATCH = 500  # the relay's RELAY_BATCH_SIZE default
 TOPICS = 4
 
-# The relay's producer settings (broker/relay/runner.py), for the references.
+# The relay's producer settings (relay/runner.py), for the references.
 PRODUCER_CONFIG = {
     "enable.idempotence": True,
     "acks": "all",
@@ -84,11 +84,11 @@ def _create_topics(ctx: Context, names: list[str]) -> None:
 
 def _sample_event(customer_id: int) -> tuple[bytes, bytes]:
     """Key and value of a trade.placed event, encoded as the relay encodes it."""
-    from broker.events import Event
+    from broker.events import Event, EventType
 
     event = Event(
         event_id=10_000_000,
-        event_type="trade.placed",
+        event_type=EventType.TRADE_PLACED,
         payload={"trade_id": str(uuid.uuid4()), "customer_id": customer_id},
     )
     return str(customer_id).encode(), event.encode()

@@ -34,8 +34,9 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from benchmarks.util import Progress, Timeout, wait_for
-from broker.stack.apps import REPO_ROOT, AppLauncher, AppProcess, free_port
+from benchmarks.util import Progress
+from devstack.launcher import REPO_ROOT, AppLauncher, AppProcess, free_port
+from devstack.wait import WaitTimeout, wait_until
 
 DEFAULT_DATABASE_URL = "postgres://broker:broker@127.0.0.1:55432/broker"
 # Generated load must never be throttled: the throttle still runs (its Redis
@@ -185,8 +186,8 @@ class BenchRun:
                     "WHERE backend_type = 'autovacuum worker'"
                 ).fetchone()[0]
 
-            with contextlib.suppress(Timeout):
-                wait_for(
+            with contextlib.suppress(WaitTimeout):
+                wait_until(
                     quiet,
                     timeout=timeout,
                     interval=0.5,
@@ -578,7 +579,7 @@ class System:
             self.check_alive()
             return condition()
 
-        return wait_for(
+        return wait_until(
             check,
             timeout=timeout,
             interval=interval,

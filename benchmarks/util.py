@@ -1,4 +1,5 @@
-"""Small helpers shared by the measurements: percentiles, a progress line, deadlines."""
+"""Small helpers shared by the measurements: percentiles and a progress line
+(deadlines are ``devstack.wait.wait_until``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 # The quantiles kept for every latency distribution in the results JSON (enough to
 # draw a CDF and read any percentile off it without storing every sample).
@@ -119,33 +120,6 @@ def _terminal_width() -> int:
         return os.get_terminal_size().columns
     except OSError:
         return 100
-
-
-class Timeout(RuntimeError):
-    pass
-
-
-def wait_for(
-    condition: Callable[[], object],
-    *,
-    timeout: float,
-    interval: float = 0.05,
-    what: str = "condition",
-    progress: Callable[[float], None] | None = None,
-) -> object:
-    """Poll ``condition`` until truthy; raise Timeout naming ``what`` after
-    ``timeout`` seconds. ``progress(elapsed)`` is called on every poll."""
-    started = time.monotonic()
-    while True:
-        result = condition()
-        if result:
-            return result
-        elapsed = time.monotonic() - started
-        if elapsed > timeout:
-            raise Timeout(f"timed out after {timeout:.0f}s waiting for {what}")
-        if progress is not None:
-            progress(elapsed)
-        time.sleep(interval)
 
 
 def sleep_with_progress(

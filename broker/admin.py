@@ -23,8 +23,6 @@ from django.utils.html import format_html
 from broker import ops
 from broker.errors import BrokerError
 from broker.models import (
-    CASH_ASSET,
-    CASH_PLACES,
     Account,
     ApiToken,
     ConsumerOffset,
@@ -39,8 +37,10 @@ from broker.models import (
     TopicLeader,
     Trade,
 )
+from broker.money import CASH_ASSET, CASH_PLACES
 from broker.services.cancellation import trade_request_cancel, trade_request_reconcile
 from broker.services.customers import account_adjust
+from broker.services.transitions import CANCELABLE, is_reconcilable, stuck_after
 
 LEDGER_INLINE_LIMIT = 50
 # How many trade ids an action's message names before it says "and N more".
@@ -289,8 +289,8 @@ class StuckFilter(admin.SimpleListFilter):
     parameter_name = "stuck"
 
     def lookups(self, request, model_admin):
-        minutes = int(ops.STUCK_AFTER.total_seconds() // 60)
-        return [("yes", f"Not terminal, idle > {minutes} min")]
+        seconds = int(stuck_after().total_seconds())
+        return [("yes", f"Not terminal, idle > {seconds} s")]
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
@@ -442,7 +442,7 @@ class TradeAdmin(ReadOnlyAdmin):
         for trade in queryset.select_related("account__customer").order_by(
             "created_at"
         ):
-            if not ops.trade_is_cancelable(trade):
+            if trade.status not in CANCELABLE:
                 skipped.append(f"{trade.id} ({trade.status})")
                 continue
             try:
@@ -484,7 +484,7 @@ class TradeAdmin(ReadOnlyAdmin):
         done: list[str] = []
         skipped: list[str] = []
         for trade in queryset.select_related("account").order_by("created_at"):
-            if not ops.trade_is_reconcilable(trade):
+            if not is_reconcilable(trade):
                 skipped.append(f"{trade.id} ({trade.status})")
                 continue
             trade_request_reconcile(trade=trade, requested_by=requested_by)

@@ -13,6 +13,19 @@ class BrokerError(Exception):
         self.extra = extra
 
 
+class InvalidOrder(BrokerError):
+    """The order's fields do not make an order (a limit price on a market order,
+    ...). ``errors`` maps each field to what is wrong with it."""
+
+    status = 400
+    code = "invalid_request"
+    title = "Invalid request"
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("one or more fields are invalid", errors=errors)
+        self.errors = errors
+
+
 class InsufficientBuyingPower(BrokerError):
     status = 422
     code = "insufficient_buying_power"
@@ -35,10 +48,6 @@ class ExchangeUnavailable(BrokerError):
     status = 503
     code = "exchange_unavailable"
     title = "The exchange is unavailable"
-
-
-class Fenced(Exception):
-    """This executor is no longer the leader of its topic: roll back and step down."""
 
 
 class TradeNotFound(BrokerError):

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import lru_cache
+
+
+class EventType(StrEnum):
+    """The events of the outbox, one per thing the executor is asked to do."""
+
+    TRADE_PLACED = "trade.placed"
+    TRADE_CANCEL_REQUESTED = "trade.cancel_requested"
+    TRADE_RECONCILE_REQUESTED = "trade.reconcile_requested"
 
 
 class UndecodableEvent(ValueError):

@@ -20,6 +20,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from broker.audit import ledger_discrepancies
+from broker.events import EventType
 from broker.models import (
     Account,
     IdempotencyRecord,
@@ -29,18 +30,17 @@ from broker.models import (
     TradeEvent,
 )
 from broker.services.cancellation import trade_request_reconcile
-from broker.services.transitions import TERMINAL
+from broker.services.transitions import (
+    RECONCILABLE,
+    TERMINAL,
+    stuck,
+    stuck_after,
+)
 
 logger = logging.getLogger(__name__)
 
 Status = Trade.Status
 
-RECONCILE_EVENT = "trade.reconcile_requested"
-# Open at the exchange, so worth asking it about: a trade not yet sent is left to
-# its placement event (the leader ignores a reconcile request for it).
-RECONCILABLE = Q(status__in=[Status.SUBMITTED, Status.PARTIALLY_FILLED]) | Q(
-    status=Status.PENDING_CANCEL, submitted_at__isnull=False
-)
 # At most this many reconcile requests per run; the rest wait for the next run.
 MAX_RECONCILES_PER_RUN = 1000
 # First key of the per-trade advisory lock that serialises overlapping runs.
@@ -65,7 +65,9 @@ def _ms_since(started: float) -> int:
 
 def _recent_reconcile(*, since: datetime) -> QuerySet[TradeEvent]:
     return TradeEvent.objects.filter(
-        kind="outbox", detail__event_type=RECONCILE_EVENT, created_at__gte=since
+        kind=TradeEvent.Kind.OUTBOX,
+        detail__event_type=EventType.TRADE_RECONCILE_REQUESTED,
+        created_at__gte=since,
     )
 
 
@@ -107,10 +109,10 @@ def reconcile_stuck_trades(older_than: timedelta) -> int:
     pending cancel, and sent) not updated for longer than ``older_than``, at most
     once per ``older_than`` per trade. Returns how many were requested."""
     started = time.monotonic()
-    cutoff = timezone.now() - older_than
-    stuck = Trade.objects.filter(RECONCILABLE, updated_at__lt=cutoff)
     candidates, requested = _request_reconciles(
-        stuck, within=older_than, requested_by="job:reconcile_stuck_trades"
+        Trade.objects.filter(RECONCILABLE, stuck(older_than=older_than)),
+        within=older_than,
+        requested_by="job:reconcile_stuck_trades",
     )
     logger.info(
         "job=reconcile_stuck_trades older_than_s=%d candidates=%d requested=%d "
@@ -138,7 +140,7 @@ def expire_day_orders(
     exchange's ``expired``. At most once per ``within`` (default
     STUCK_TRADE_SECONDS) per trade. Returns how many were requested."""
     started = time.monotonic()
-    within = within or timedelta(seconds=settings.STUCK_TRADE_SECONDS)
+    within = within or stuck_after()
     today = start_of_day(now)
     overdue = Trade.objects.filter(
         RECONCILABLE, time_in_force=Trade.TimeInForce.DAY, created_at__lt=today

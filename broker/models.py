@@ -10,22 +10,30 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-CASH_PLACES = 2
-QUANTITY_PLACES = 6
-PRICE_PLACES = 4
-CASH_ASSET = "USD"
+from broker.money import (
+    CASH_PLACES,
+    COLUMN_DIGITS,
+    PRICE_PLACES,
+    QUANTITY_PLACES,
+)
 
 
 def _money(**kwargs) -> models.DecimalField:
-    return models.DecimalField(max_digits=20, decimal_places=CASH_PLACES, **kwargs)
+    return models.DecimalField(
+        max_digits=COLUMN_DIGITS, decimal_places=CASH_PLACES, **kwargs
+    )
 
 
 def _quantity(**kwargs) -> models.DecimalField:
-    return models.DecimalField(max_digits=20, decimal_places=QUANTITY_PLACES, **kwargs)
+    return models.DecimalField(
+        max_digits=COLUMN_DIGITS, decimal_places=QUANTITY_PLACES, **kwargs
+    )
 
 
 def _price(**kwargs) -> models.DecimalField:
-    return models.DecimalField(max_digits=20, decimal_places=PRICE_PLACES, **kwargs)
+    return models.DecimalField(
+        max_digits=COLUMN_DIGITS, decimal_places=PRICE_PLACES, **kwargs
+    )
 
 
 class Customer(models.Model):
@@ -362,8 +370,15 @@ class TradeEvent(models.Model):
     """The timeline of a trade: one row per thing that happened to it, written by
     the service that made it happen, in the same transaction."""
 
+    class Kind(models.TextChoices):
+        STATUS = "status", "status change"
+        OUTBOX = "outbox", "event enqueued for the executor"
+        HANDLED = "handled", "message handled by the executor"
+        REPORT = "report", "execution report from the exchange"
+        FILL = "fill", "execution booked"
+
     trade = models.ForeignKey(Trade, on_delete=models.PROTECT, related_name="events")
-    kind = models.CharField(max_length=32)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
     status = models.CharField(max_length=24, blank=True, default="")
     # The leader epoch for executor writes; null for api writes.
     epoch = models.BigIntegerField(null=True, blank=True)

@@ -23,13 +23,14 @@ from broker.models import (
     Trade,
     TradeEvent,
 )
-from broker.services.transitions import CANCELABLE, TERMINAL
+from broker.services.transitions import (
+    stuck,
+    stuck_after,
+)
 from broker.topics import all_topics
 
 logger = logging.getLogger(__name__)
 
-# A non-terminal trade not updated for longer than this is reported as stuck.
-STUCK_AFTER = timedelta(minutes=5)
 # Window of the dashboard's "trades per status" counts (by creation time).
 RECENT_WINDOW = timedelta(hours=1)
 # Connect and session timeout of the admin's short-lived ZooKeeper client.
@@ -41,27 +42,9 @@ Status = Trade.Status
 # --- Trades --------------------------------------------------------------------
 
 
-def trade_is_cancelable(trade: Trade) -> bool:
-    return trade.status in CANCELABLE
-
-
-def trade_is_reconcilable(trade: Trade) -> bool:
-    """Worth asking the exchange about: not terminal, and already sent (a trade not
-    yet sent is left to its placement event; the executor ignores it)."""
-    if trade.status in TERMINAL or trade.status == Status.ACCEPTED:
-        return False
-    return (
-        trade.status in (Status.SUBMITTED, Status.PARTIALLY_FILLED)
-        or trade.submitted_at is not None
-    )
-
-
 def stuck_trades(*, now: datetime | None = None) -> QuerySet[Trade]:
-    """Non-terminal trades nobody has touched for longer than ``STUCK_AFTER``."""
-    now = now or timezone.now()
-    return Trade.objects.exclude(status__in=TERMINAL).filter(
-        updated_at__lt=now - STUCK_AFTER
-    )
+    """Open trades nobody has touched for longer than ``stuck_after()``."""
+    return Trade.objects.filter(stuck(now=now))
 
 
 def trades_per_status(*, since: datetime) -> dict[str, int]:
@@ -111,7 +94,7 @@ def dashboard(*, now: datetime | None = None) -> dict:
         "outbox_unpublished": lag["unpublished"],
         "outbox_oldest_age_seconds": lag["oldest_age_seconds"],
         "stuck_trades": stuck_trades(now=now).count(),
-        "stuck_after_seconds": int(STUCK_AFTER.total_seconds()),
+        "stuck_after_seconds": int(stuck_after().total_seconds()),
         # The periodic ledger audit's last verdict (None: not run yet).
         "ledger_audit": last_audit(),
     }
@@ -138,37 +121,55 @@ def _pairs(detail: dict, skip: tuple[str, ...] = ()) -> str:
     return ", ".join(f"{k}={v}" for k, v in detail.items() if k not in skip)
 
 
+def _describe_status(event: TradeEvent, d: dict) -> tuple[str, str]:
+    text = f"{d['from']} → {event.status}" if "from" in d else event.status
+    return text, _pairs(d, ("from", "origin"))
+
+
+def _describe_outbox(event: TradeEvent, d: dict) -> tuple[str, str]:
+    text = (
+        f"outbox #{d.get('outbox_id')} {d.get('event_type', '')} "
+        f"→ topic {d.get('topic', '')}"
+    )
+    return text, _pairs(d, ("outbox_id", "event_type", "topic"))
+
+
+def _describe_handled(event: TradeEvent, d: dict) -> tuple[str, str]:
+    by = f" by {d['executor']}" if d.get("executor") else ""
+    text = (
+        f"kafka {d.get('topic')}[{d.get('partition')}] offset {d.get('offset')}"
+        f"{by}: action {d.get('action') or '-'} → {d.get('outcome') or '-'}"
+    )
+    rest = _pairs(d, ("topic", "partition", "offset", "action", "outcome", "executor"))
+    return text, rest
+
+
+def _describe_report(event: TradeEvent, d: dict) -> tuple[str, str]:
+    text = f"report session {d.get('session')} seq {d.get('seq')}"
+    return text, _pairs(d, ("session", "seq"))
+
+
+def _describe_fill(event: TradeEvent, d: dict) -> tuple[str, str]:
+    text = (
+        f"fill {d.get('exec_id')}: {d.get('quantity')} @ {d.get('price')}"
+        f" (executed {d.get('executed_at')})"
+    )
+    return text, _pairs(d, ("exec_id", "quantity", "price", "executed_at"))
+
+
+_DESCRIBE = {
+    TradeEvent.Kind.STATUS: _describe_status,
+    TradeEvent.Kind.OUTBOX: _describe_outbox,
+    TradeEvent.Kind.HANDLED: _describe_handled,
+    TradeEvent.Kind.REPORT: _describe_report,
+    TradeEvent.Kind.FILL: _describe_fill,
+}
+
+
 def _describe_event(event: TradeEvent) -> str:
     d = event.detail if isinstance(event.detail, dict) else {"detail": event.detail}
-    if event.kind == "status":
-        text = f"{d['from']} → {event.status}" if "from" in d else event.status
-        rest = _pairs(d, ("from", "origin"))
-    elif event.kind == "outbox":
-        text = (
-            f"outbox #{d.get('outbox_id')} {d.get('event_type', '')} "
-            f"→ topic {d.get('topic', '')}"
-        )
-        rest = _pairs(d, ("outbox_id", "event_type", "topic"))
-    elif event.kind == "handled":
-        by = f" by {d['executor']}" if d.get("executor") else ""
-        text = (
-            f"kafka {d.get('topic')}[{d.get('partition')}] offset {d.get('offset')}"
-            f"{by}: action {d.get('action') or '-'} → {d.get('outcome') or '-'}"
-        )
-        rest = _pairs(
-            d, ("topic", "partition", "offset", "action", "outcome", "executor")
-        )
-    elif event.kind == "report":
-        text = f"report session {d.get('session')} seq {d.get('seq')}"
-        rest = _pairs(d, ("session", "seq"))
-    elif event.kind == "fill":
-        text = (
-            f"fill {d.get('exec_id')}: {d.get('quantity')} @ {d.get('price')}"
-            f" (executed {d.get('executed_at')})"
-        )
-        rest = _pairs(d, ("exec_id", "quantity", "price", "executed_at"))
-    else:
-        text, rest = "", _pairs(d)
+    describe = _DESCRIBE.get(event.kind)
+    text, rest = describe(event, d) if describe else ("", _pairs(d))
     return f"{text}; {rest}" if text and rest else text or rest
 
 
@@ -186,7 +187,7 @@ def trade_outbox_events(trade: Trade) -> QuerySet[OutboxEvent]:
     timeline points at."""
     ids = [
         detail.get("outbox_id")
-        for detail in trade.events.filter(kind="outbox").values_list(
+        for detail in trade.events.filter(kind=TradeEvent.Kind.OUTBOX).values_list(
             "detail", flat=True
         )
         if isinstance(detail, dict) and detail.get("outbox_id")

@@ -15,27 +15,24 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from exchange_mock.faults import FaultConfig, FaultConfigError
 from exchange_mock.logfmt import log_event
 from exchange_mock.orders import MAX_PRICE, MAX_QUANTITY, QUANTITY_STEP
 from exchange_mock.problems import Problem, invalid, parse_json_body
 from exchange_mock.quotes import MIN_MID
-from exchange_mock.routes import Response, Routes, segment
+from exchange_mock.request import Request, Response, Routes, segment
 from exchange_mock.wire import CENT, parse_decimal
-
-if TYPE_CHECKING:
-    from exchange_mock.server import ExchangeRequestHandler
 
 logger = logging.getLogger(__name__)
 
 
-def _body(h: ExchangeRequestHandler) -> Any:
+def _body(h: Request) -> Any:
     return parse_json_body(h.body) if h.body.strip() else {}
 
 
-def _set_quote(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+def _set_quote(h: Request, params: dict[str, str]) -> Response:
     body = _body(h)
     if not isinstance(body, dict):
         raise invalid("invalid_quote", "Invalid quote", {"body": ["not an object"]})
@@ -76,32 +73,32 @@ def _set_quote(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
     return 200, quote.to_json(), {}
 
 
-def _close(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+def _close(h: Request, params: dict[str, str]) -> Response:
     return 200, h.exchange.close_market(), {}
 
 
-def _open(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+def _open(h: Request, params: dict[str, str]) -> Response:
     return 200, h.exchange.open_market(), {}
 
 
-def _stats(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
-    return 200, {**h.exchange.stats(), "connections": h.server.connection_count}, {}
+def _stats(h: Request, params: dict[str, str]) -> Response:
+    return 200, {**h.exchange.stats(), "connections": h.connection_count}, {}
 
 
-def _get_faults(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
-    return 200, h.server.faults.snapshot(), {}
+def _get_faults(h: Request, params: dict[str, str]) -> Response:
+    return 200, h.faults.snapshot(), {}
 
 
-def _set_faults(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+def _set_faults(h: Request, params: dict[str, str]) -> Response:
     try:
         config = FaultConfig.parse(_body(h))
     except FaultConfigError as exc:
         raise invalid(
             "invalid_faults", "Invalid fault configuration", exc.errors
         ) from exc
-    h.server.faults.configure(config)
+    h.faults.configure(config)
     log_event(logger, "faults_configured", **config.to_json())
-    return 200, h.server.faults.snapshot(), {}
+    return 200, h.faults.snapshot(), {}
 
 
 ROUTES: Routes = [

@@ -13,16 +13,15 @@
     GET  /sessions/<id>/reports     [F?]  200 {"reports": [...], "last_seq"}
 
 [F?]: fenced when ``X-Session`` and ``X-Epoch`` are sent (409 ``stale_epoch``,
-400 ``invalid_session``). A handler takes the request handler and the path
-parameters and returns (status, payload, headers), or raises a Problem.
+400 ``invalid_session``). A handler takes the request (the protocol
+:class:`exchange_mock.request.Request`) and the path parameters and returns
+(status, payload, headers), or raises a Problem.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from exchange_mock.engine import (
@@ -34,6 +33,7 @@ from exchange_mock.feed import DEFAULT_LIMIT, MAX_LIMIT, MAX_WAIT_SECONDS
 from exchange_mock.logfmt import log_event
 from exchange_mock.orders import OrderValidationError, parse_order_request
 from exchange_mock.problems import Problem, invalid, parse_json_body
+from exchange_mock.request import Request, Response, Routes, segment
 from exchange_mock.sessions import (
     EPOCH_HEADER,
     SESSION_HEADER,
@@ -45,28 +45,16 @@ from exchange_mock.sessions import (
     parse_session_id,
 )
 
-if TYPE_CHECKING:
-    from exchange_mock.server import ExchangeRequestHandler
-
 logger = logging.getLogger(__name__)
-
-Response = tuple[int, dict[str, Any], dict[str, str]]
-Handler = Callable[["ExchangeRequestHandler", dict[str, str]], Response]
-Routes = list[tuple[re.Pattern[str], dict[str, Handler]]]
 
 _INT_RE = re.compile(r"[0-9]{1,19}")
 _SECONDS_RE = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?")
 
 
-def segment(name: str) -> str:
-    """A path parameter: one non-empty path segment."""
-    return rf"(?P<{name}>[^/]+)"
-
-
 # --- sessions: fences and problems ---
 
 
-def request_fence(h: ExchangeRequestHandler) -> Fence | None:
+def request_fence(h: Request) -> Fence | None:
     """The request's fence from its headers (None: unfenced)."""
     try:
         return parse_fence(h.headers.get(SESSION_HEADER), h.headers.get(EPOCH_HEADER))
@@ -108,20 +96,20 @@ def unknown_order(client_order_id: str) -> Problem:
 # --- handlers ---
 
 
-def _healthz(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+def _healthz(h: Request, params: dict[str, str]) -> Response:
     return 200, {"status": "ok"}, {}
 
 
-def _symbols(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+def _symbols(h: Request, params: dict[str, str]) -> Response:
     return 200, {"symbols": list(h.exchange.quotes.symbols)}, {}
 
 
-def _quotes(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+def _quotes(h: Request, params: dict[str, str]) -> Response:
     quotes = h.exchange.quotes.snapshot()
     return 200, {"quotes": [q.to_json() for q in quotes.values()]}, {}
 
 
-def _quote(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+def _quote(h: Request, params: dict[str, str]) -> Response:
     quote = h.exchange.quotes.get(params["symbol"])
     if quote is None:
         raise Problem(
@@ -133,11 +121,11 @@ def _quote(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
     return 200, quote.to_json(), {}
 
 
-def _clock(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+def _clock(h: Request, params: dict[str, str]) -> Response:
     return 200, h.exchange.clock_status(), {}
 
 
-def _list_orders(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+def _list_orders(h: Request, params: dict[str, str]) -> Response:
     query = parse_qs(h.query)
     orders = h.exchange.list_orders()
     if "client_order_id" in query:
@@ -146,14 +134,14 @@ def _list_orders(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
     return 200, {"orders": [o.to_json() for o in orders]}, {}
 
 
-def _get_order(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+def _get_order(h: Request, params: dict[str, str]) -> Response:
     order = h.exchange.get_order(params["client_order_id"])
     if order is None:
         raise unknown_order(params["client_order_id"])
     return 200, order.to_json(), {}
 
 
-def _post_order(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+def _post_order(h: Request, params: dict[str, str]) -> Response:
     fence = request_fence(h)
     try:
         request = parse_order_request(parse_json_body(h.body))
@@ -199,7 +187,7 @@ def _post_order(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
     return 200, result.order.to_json(), {**headers, "Idempotent-Replayed": "true"}
 
 
-def _cancel_order(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+def _cancel_order(h: Request, params: dict[str, str]) -> Response:
     fence = request_fence(h)
     try:
         order = h.exchange.cancel(params["client_order_id"], fence)
@@ -210,7 +198,7 @@ def _cancel_order(h: ExchangeRequestHandler, params: dict[str, str]) -> Response
     return 200, order.to_json(), {}
 
 
-def _logon(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+def _logon(h: Request, params: dict[str, str]) -> Response:
     session_id = path_session(params)
     body = parse_json_body(h.body)
     if not isinstance(body, dict):
@@ -236,7 +224,7 @@ def _logon(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
     return 200, {"session_id": session_id, "epoch": epoch, "last_seq": last_seq}, {}
 
 
-def _reports(h: ExchangeRequestHandler, params: dict[str, str]) -> Response:
+def _reports(h: Request, params: dict[str, str]) -> Response:
     session_id = path_session(params)
     fence = request_fence(h)
     if fence is not None and fence.session_id != session_id:

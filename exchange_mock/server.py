@@ -1,6 +1,9 @@
 """HTTP transport of the exchange: keep-alive connections, routing, problems,
 fault injection and a graceful stop. The routes live in :mod:`exchange_mock.routes`
-(public) and :mod:`exchange_mock.admin` (operator); README.md documents them.
+(public) and :mod:`exchange_mock.admin` (operator); README.md documents them. This
+module is the top of the transport: it imports the routes, which know a request
+only through the protocol :class:`exchange_mock.request.Request` (satisfied by
+:class:`ExchangeRequestHandler`) and import nothing from here.
 
 Status policy: 400 = the request is malformed (fix it, do not resend as is);
 404 = no such resource (for an order: not in the caller's session); 409 = a
@@ -33,7 +36,7 @@ from exchange_mock.engine import Exchange
 from exchange_mock.faults import FaultPlan, Faults
 from exchange_mock.logfmt import kv, log_event
 from exchange_mock.problems import Problem
-from exchange_mock.routes import Response
+from exchange_mock.request import Response
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +63,18 @@ class ExchangeRequestHandler(BaseHTTPRequestHandler):
     query = ""
     body = b""
 
+    # The request protocol (exchange_mock.request.Request) the route handlers use.
     @property
     def exchange(self) -> Exchange:
         return self.server.exchange
+
+    @property
+    def faults(self) -> Faults:
+        return self.server.faults
+
+    @property
+    def connection_count(self) -> int:
+        return self.server.connection_count
 
     def setup(self) -> None:
         super().setup()

@@ -20,20 +20,18 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from broker.errors import Fenced
-from broker.events import Event, UndecodableEvent
+from broker.events import Event, EventType, UndecodableEvent
 from broker.exchange_client import ExchangeClient, ExchangeOrder, StaleEpoch
 from broker.models import Trade, TradeEvent
 from broker.services.settlement import lock_accounts_of
 from broker.services.transitions import TERMINAL
 from executor.booked import BookedOrders
 from executor.dead_letters import DeadLetterSink
-from executor.fencing import Fence
+from executor.fencing import Fence, Fenced
 from executor.handlers import (
     HANDLED,
     Answer,
     MessagePosition,
-    RetryPolicy,
     book_answer,
     exchange_answer,
     handle_message,
@@ -43,11 +41,11 @@ from executor.handlers import (
     store_offset,
     trade_to_send,
 )
+from executor.retry import DEFAULT_RETRY, RetryPolicy
 
 logger = logging.getLogger(__name__)
 
 Status = Trade.Status
-DEFAULT_RETRY = RetryPolicy()
 
 
 @dataclass
@@ -131,7 +129,7 @@ def _placed_trade_id(raw: bytes | None) -> uuid.UUID | None:
     (which the one-message path handles, dead letters included)."""
     try:
         event = Event.decode(raw)
-        if event.event_type != "trade.placed":
+        if event.event_type != EventType.TRADE_PLACED:
             return None
         return uuid.UUID(str(event.payload["trade_id"]))
     except (UndecodableEvent, KeyError, ValueError, TypeError):

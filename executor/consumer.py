@@ -12,7 +12,7 @@ import time
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from broker.observability.metrics import CONSUMER_LAG
-from broker.services.leadership import consumer_offsets
+from executor.offsets import consumer_offsets
 
 logger = logging.getLogger(__name__)
 

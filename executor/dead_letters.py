@@ -1,5 +1,6 @@
-"""The dead-letter topic: where a message goes when it can never be processed, so
-it stops blocking its topic and operations can see it."""
+"""Dead letters: where a message goes when it can never be processed, so it stops
+blocking the work behind it and operations can see it — the dead-letter topic for
+Kafka messages, and the ``DeadLetter`` table for every kind (recorded here, once)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,40 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from broker.models import DeadLetter
+
 logger = logging.getLogger(__name__)
+
+
+def dead_letter_record(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    reason: str,
+    payload: str | bytes | None,
+    epoch: int,
+) -> None:
+    """Record a dead letter at its source position (unique: a replay records
+    nothing new). Must run in the fenced transaction that moves past it. The text
+    is kept printable for PostgreSQL (a NUL would fail the insert) and bounded."""
+    DeadLetter.objects.get_or_create(
+        topic=topic[:128],
+        partition=partition,
+        offset=offset,
+        defaults={
+            "reason": _printable(reason)[:500],
+            "payload": _printable((payload or "")[:10000]),
+            "epoch": epoch,
+        },
+    )
+
+
+def _printable(value: str | bytes) -> str:
+    """Text PostgreSQL accepts (no NUL) that still shows every byte."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="backslashreplace")
+    return value.replace("\x00", "\\x00")
 
 
 class DeadLetterSink(Protocol):

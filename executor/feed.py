@@ -19,13 +19,10 @@ import uuid
 from collections.abc import Callable
 
 from django.db import (
-    InterfaceError,
-    OperationalError,
     close_old_connections,
     connection,
 )
 
-from broker.errors import Fenced
 from broker.exchange_client import (
     ExchangeClient,
     ExchangeError,
@@ -33,16 +30,50 @@ from broker.exchange_client import (
     ExecutionReport,
     StaleEpoch,
 )
-from broker.models import DeadLetter, Execution, Trade, TradeEvent
+from broker.models import Execution, Trade, TradeEvent
 from broker.observability.metrics import FEED_DEAD_LETTERS
-from broker.services.leadership import feed_cursor, feed_cursor_advance
 from broker.services.settlement import lock_accounts_of, trade_apply_order
 from broker.services.transitions import TERMINAL
 from executor.booked import BookedOrders
 from executor.db_session import ConnectionRefresher
-from executor.fencing import Fence
+from executor.dead_letters import dead_letter_record
+from executor.fencing import Fence, Fenced
+from executor.retry import (
+    DATABASE_OUTAGES,
+    DEFAULT_RETRY,
+    Backoff,
+    Poisoned,
+    RetryPolicy,
+    until_poisoned,
+)
 
 logger = logging.getLogger(__name__)
+
+
+def feed_cursor(*, session: str) -> int:
+    """Last execution-report sequence applied for an exchange session (0 if none)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT last_seq FROM broker_feedcursor WHERE session = %s", [session]
+        )
+        row = cursor.fetchone()
+    return row[0] if row else 0
+
+
+def feed_cursor_advance(*, session: str, last_seq: int) -> None:
+    """Store the feed position. Must run inside the fenced transaction that applied
+    the reports up to ``last_seq``; never moves backwards."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO broker_feedcursor (session, last_seq, updated_at)
+            VALUES (%s, %s, now())
+            ON CONFLICT (session) DO UPDATE
+               SET last_seq = EXCLUDED.last_seq, updated_at = now()
+             WHERE broker_feedcursor.last_seq < EXCLUDED.last_seq
+            """,
+            [session, last_seq],
+        )
 
 
 def apply_reports(
@@ -73,7 +104,7 @@ def apply_reports(
                 finished.append(report.order)
             TradeEvent.objects.create(
                 trade_id=trade_id,
-                kind="report",
+                kind=TradeEvent.Kind.REPORT,
                 epoch=fence.epoch,
                 detail={"session": session, "seq": report.seq, "type": report.type},
             )
@@ -111,9 +142,6 @@ STORE_SECONDS = 1.0
 IN_FLIGHT_WAIT_SECONDS = 2.0
 # After a poll that brought only echoes of the leader's own bookings.
 ECHO_LINGER_SECONDS = 0.05
-# Failures of one report (outages not counted) before it is set aside.
-POISON_ATTEMPTS = 3
-OUTAGES = (OperationalError, InterfaceError)
 
 
 def apply_reports_isolating(
@@ -122,35 +150,33 @@ def apply_reports_isolating(
     fence: Fence,
     session: str,
     booked: BookedOrders | None = None,
-    retry_delay: float = 0.05,
+    retry: RetryPolicy = DEFAULT_RETRY,
 ) -> int:
     """``apply_reports``, falling back to one report per transaction when the batch
     fails for a reason that is not an outage or the fence: a report that still
-    fails ``POISON_ATTEMPTS`` times is dead-lettered and the cursor moves past it
+    fails ``retry.poison_attempts`` times is dead-lettered and the cursor moves past it
     (its trade stays open for the stuck-trade reconciliation and operations).
     Returns the new cursor."""
     try:
         return apply_reports(reports, fence=fence, session=session, booked=booked)
-    except (Fenced, *OUTAGES):
+    except (Fenced, *DATABASE_OUTAGES):
         raise
     except Exception:
         logger.exception("report batch failed, applying one by one session=%s", session)
     cursor = 0
     for report in sorted(reports, key=lambda r: r.seq):
-        for attempt in range(1, POISON_ATTEMPTS + 1):
-            try:
-                cursor = apply_reports(
+        try:
+            cursor = until_poisoned(
+                lambda report=report: apply_reports(
                     [report], fence=fence, session=session, booked=booked
-                )
-                break
-            except (Fenced, *OUTAGES):
-                raise
-            except Exception as exc:
-                if attempt == POISON_ATTEMPTS:
-                    reason = f"failed {attempt} times: {type(exc).__name__}: {exc}"
-                    cursor = _dead_letter_report(report, reason, fence, session)
-                else:
-                    fence.wait_or_raise(retry_delay * 2**attempt)
+                ),
+                fence=fence,
+                policy=retry,
+                what=f"report session={session} seq={report.seq}",
+                wait_outages=False,  # the feed loop waits them out
+            )
+        except Poisoned as exc:
+            cursor = _dead_letter_report(report, exc.reason, fence, session)
     return cursor
 
 
@@ -160,15 +186,13 @@ def _dead_letter_report(
     """Record the report as a dead letter (position: the feed of ``session`` at the
     report's seq) and move the cursor past it, in one fenced transaction."""
     with fence.transaction():
-        DeadLetter.objects.get_or_create(
-            topic=f"feed:{session}"[:128],
+        dead_letter_record(
+            topic=f"feed:{session}",
             partition=0,
             offset=report.seq,
-            defaults={
-                "reason": reason.replace("\x00", "\\x00")[:500],
-                "payload": json.dumps(dataclasses.asdict(report), default=str),
-                "epoch": fence.epoch,
-            },
+            reason=reason,
+            payload=json.dumps(dataclasses.asdict(report), default=str),
+            epoch=fence.epoch,
         )
         feed_cursor_advance(session=session, last_seq=report.seq)
     FEED_DEAD_LETTERS.inc()
@@ -216,7 +240,7 @@ class FeedFollower(threading.Thread):
 
     def run(self) -> None:
         exchange = self._new_client()
-        delay = 0.05
+        backoff = Backoff()
         try:
             close_old_connections()
             connections = ConnectionRefresher()
@@ -238,10 +262,9 @@ class FeedFollower(threading.Thread):
                     logger.warning(
                         "feed unavailable session=%s error=%s", self._session, exc
                     )
-                    self._stop_event.wait(delay)
-                    delay = min(delay * 2, 2.0)
+                    self._stop_event.wait(backoff.next())
                     continue
-                delay = 0.05
+                backoff.reset()
                 if not reports:
                     continue
                 # The leader's own answers come back here, often before it has
@@ -264,7 +287,7 @@ class FeedFollower(threading.Thread):
                     )
                     stored, stored_at = applied, time.monotonic()
                     cursor = max(applied, *(r.seq for r in reports))
-                except OUTAGES as exc:
+                except DATABASE_OUTAGES as exc:
                     # PostgreSQL is away: wait for it (the same reports come again).
                     logger.warning(
                         "database unavailable, feed waits session=%s error=%s",

@@ -21,10 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from django.db import InterfaceError, OperationalError, close_old_connections
-
-from broker.errors import Fenced
-from broker.events import Event, UndecodableEvent
+from broker.events import Event, EventType, UndecodableEvent
 from broker.exchange_client import (
     ExchangeClient,
     ExchangeError,
@@ -32,18 +29,25 @@ from broker.exchange_client import (
     ExchangeRefused,
     StaleEpoch,
 )
-from broker.models import DeadLetter, Trade, TradeEvent
+from broker.models import Trade, TradeEvent
 from broker.observability.metrics import EXCHANGE_RETRIES
-from broker.services.leadership import consumer_offset_advance
 from broker.services.settlement import (
     trade_apply_order,
     trade_finish_unsent,
     trade_mark_submitted,
 )
-from broker.services.transitions import TERMINAL
+from broker.services.transitions import TERMINAL, is_reconcilable
 from executor.booked import BookedOrders
-from executor.dead_letters import DeadLetterSink
-from executor.fencing import Fence
+from executor.dead_letters import DeadLetterSink, dead_letter_record
+from executor.fencing import Fence, Fenced
+from executor.offsets import consumer_offset_advance
+from executor.retry import (
+    DEFAULT_RETRY,
+    Backoff,
+    Poisoned,
+    RetryPolicy,
+    until_poisoned,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,15 +64,6 @@ class MessagePosition:
     offset: int
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    first_delay: float = 0.05
-    max_delay: float = 2.0
-    # A message whose handling fails this many times (not counting outages) is
-    # dead-lettered.
-    poison_attempts: int = 3
-
-
 def handle_message(
     raw: bytes | None,
     *,
@@ -76,7 +71,7 @@ def handle_message(
     fence: Fence,
     exchange: ExchangeClient,
     dead_letters: DeadLetterSink,
-    retry: RetryPolicy = RetryPolicy(),
+    retry: RetryPolicy = DEFAULT_RETRY,
     booked: BookedOrders | None = None,
 ) -> str:
     """Process one message completely, ending with its offset stored in PostgreSQL;
@@ -106,8 +101,7 @@ def handle_message(
         _dead_letter(raw, reason, position, fence, dead_letters)
         return DEAD_LETTERED
 
-    failures = 0
-    while True:
+    def handle() -> None:
         try:
             handler(
                 trade_id,
@@ -117,31 +111,20 @@ def handle_message(
                 retry=retry,
                 booked=booked,
             )
-            return HANDLED
         except StaleEpoch as exc:
             raise Fenced(f"{fence.topic}: the exchange knows a newer epoch") from exc
-        except Fenced:
-            raise
-        except (OperationalError, InterfaceError) as exc:
-            # PostgreSQL is away: an outage, not a poison message. Wait for it.
-            logger.warning(
-                "database unavailable, retrying offset=%s: %s", position.offset, exc
-            )
-            close_old_connections()
-            fence.wait_or_raise(retry.max_delay)
-        except Exception as exc:
-            failures += 1
-            logger.exception(
-                "handling failed topic=%s offset=%s attempt=%s",
-                position.topic,
-                position.offset,
-                failures,
-            )
-            if failures >= retry.poison_attempts:
-                reason = f"failed {failures} times: {type(exc).__name__}: {exc}"
-                _dead_letter(raw, reason, position, fence, dead_letters)
-                return DEAD_LETTERED
-            fence.wait_or_raise(retry.first_delay * 2**failures)
+
+    try:
+        until_poisoned(
+            handle,
+            fence=fence,
+            policy=retry,
+            what=f"handling topic={position.topic} offset={position.offset}",
+        )
+    except Poisoned as exc:
+        _dead_letter(raw, exc.reason, position, fence, dead_letters)
+        return DEAD_LETTERED
+    return HANDLED
 
 
 def _dead_letter(
@@ -163,24 +146,15 @@ def _dead_letter(
         reason=reason,
     )
     with fence.transaction():
-        DeadLetter.objects.get_or_create(
+        dead_letter_record(
             topic=position.topic,
             partition=position.partition,
             offset=position.offset,
-            defaults={
-                "reason": _printable(reason)[:500],
-                "payload": _printable((raw or b"")[:10000]),
-                "epoch": fence.epoch,
-            },
+            reason=reason,
+            payload=raw,
+            epoch=fence.epoch,
         )
         store_offset(position)
-
-
-def _printable(value: str | bytes) -> str:
-    """Text PostgreSQL accepts (no NUL) that still shows every byte."""
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="backslashreplace")
-    return value.replace("\x00", "\\x00")
 
 
 def _done(
@@ -208,7 +182,7 @@ def handled_event(
     """The timeline record of a handled message (unsaved)."""
     return TradeEvent(
         trade_id=trade_id,
-        kind="handled",
+        kind=TradeEvent.Kind.HANDLED,
         epoch=fence.epoch,
         detail={
             "topic": position.topic,
@@ -286,7 +260,7 @@ def _handle_reconcile_requested(
     trade job asked). A trade not yet sent is left to its placement event."""
     with fence.transaction():
         trade = Trade.objects.filter(id=trade_id).first()
-        if trade is None or trade.status in TERMINAL or trade.submitted_at is None:
+        if trade is None or not is_reconcilable(trade):
             store_offset(position)
             return
     _exchange_then_settle(
@@ -487,13 +461,14 @@ def with_retry(
 ) -> T:
     """Call until the exchange answers (ExchangeRefused is an answer). Backs off
     exponentially; gives up only when this process stops being the leader."""
-    delay = retry.first_delay
+    backoff = Backoff(retry)
     while True:
         fence.check_alive()
         try:
             return call()
         except ExchangeError as exc:
             EXCHANGE_RETRIES.inc()
+            delay = backoff.next()
             logger.warning(
                 "exchange unavailable, retrying trade=%s in %.2fs error=%s",
                 trade_id,
@@ -501,11 +476,10 @@ def with_retry(
                 exc,
             )
             time.sleep(delay)
-            delay = min(delay * 2, retry.max_delay)
 
 
 _HANDLERS = {
-    "trade.placed": _handle_trade_placed,
-    "trade.cancel_requested": _handle_cancel_requested,
-    "trade.reconcile_requested": _handle_reconcile_requested,
+    EventType.TRADE_PLACED: _handle_trade_placed,
+    EventType.TRADE_CANCEL_REQUESTED: _handle_cancel_requested,
+    EventType.TRADE_RECONCILE_REQUESTED: _handle_reconcile_requested,
 }

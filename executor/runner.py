@@ -16,12 +16,10 @@ from django.db import close_old_connections
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import KazooException
 
-from broker.errors import Fenced
 from broker.exchange_client import ExchangeClient, ExchangeError, StaleEpoch
 from broker.kafka_admin import ensure_topics
 from broker.observability.metrics import EPOCH, LEADER, MESSAGES
 from broker.observability.server import serve_worker_endpoints
-from broker.services.leadership import topic_leader_claim
 from executor.balance import LeadershipBalance
 from executor.batch import handle_messages
 from executor.booked import BookedOrders
@@ -30,8 +28,9 @@ from executor.db_session import ConnectionRefresher
 from executor.dead_letters import KafkaDeadLetterSink
 from executor.election import TopicCandidate
 from executor.feed import FeedFollower
-from executor.fencing import Fence
+from executor.fencing import Fence, Fenced, topic_leader_claim
 from executor.handlers import MessagePosition
+from executor.retry import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +196,7 @@ class Executor:
     def _logon(self, exchange: ExchangeClient, fence: Fence) -> None:
         """Log on to the topic's exchange session with our epoch, which from then on
         refuses the previous leader. Retries while the exchange is unreachable."""
-        delay = 0.05
+        backoff = Backoff()
         while True:
             fence.check_alive()
             try:
@@ -207,8 +206,7 @@ class Executor:
                 logger.warning(
                     "exchange logon failed topic=%s error=%s", fence.topic, exc
                 )
-                self._stop.wait(delay)
-                delay = min(delay * 2, 2.0)
+                self._stop.wait(backoff.next())
 
     def _lead(self, topic: str, epoch: int, node_path: str) -> None:
         """The leader body of one topic: fence, log on, consume → send → settle,

@@ -5,7 +5,7 @@ so another customer's trade or position is simply not found (404)."""
 from __future__ import annotations
 
 import re
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import authenticate
@@ -43,12 +43,12 @@ from broker.api.serializers import (
 from broker.api.throttling import LoginRateThrottle
 from broker.errors import SandboxFundingDisabled, SymbolNotFound
 from broker.models import Customer
+from broker.money import market_value
 from broker.services.cancellation import trade_request_cancel
 from broker.services.customers import account_deposit
 from broker.services.placement import trade_place
 from broker.services.tokens import token_issue, token_revoke
 
-CENT = Decimal("0.01")
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
     "Idempotency-Key",
     str,
@@ -176,7 +176,7 @@ def _current_price(symbol: str) -> Decimal:
 
 
 def _market_value(quantity: Decimal, symbol: str) -> Decimal:
-    return (quantity * _current_price(symbol)).quantize(CENT, rounding=ROUND_HALF_UP)
+    return market_value(quantity, _current_price(symbol))
 
 
 class DepositApi(IdempotentPostMixin, APIView):
@@ -231,7 +231,7 @@ class PositionDetailApi(APIView):
         price = _current_price(position.symbol)
         body = _position(position)
         body["current_price"] = price
-        body["market_value"] = (position.quantity * price).quantize(CENT)
+        body["market_value"] = market_value(position.quantity, price)
         return Response(PositionDetailOutput(body).data)
 
 

@@ -8,6 +8,7 @@ import logging
 from django.db import transaction
 
 from broker.errors import TradeNotCancelable, TradeNotFound
+from broker.events import EventType
 from broker.models import Account, Customer, Trade
 from broker.services.outbox import outbox_enqueue_for_trade
 from broker.services.transitions import CANCELABLE, trade_transition
@@ -45,7 +46,9 @@ def trade_request_cancel(
             detail={"requested_by": requested_by},
         )
         outbox_enqueue_for_trade(
-            trade=trade, customer_id=customer.pk, event_type="trade.cancel_requested"
+            trade=trade,
+            customer_id=customer.pk,
+            event_type=EventType.TRADE_CANCEL_REQUESTED,
         )
         trade.refresh_from_db()
     logger.info("cancel requested trade=%s customer=%s", trade.id, customer.pk)
@@ -60,6 +63,6 @@ def trade_request_reconcile(*, trade: Trade, requested_by: str) -> None:
         outbox_enqueue_for_trade(
             trade=trade,
             customer_id=trade.account.customer_id,
-            event_type="trade.reconcile_requested",
+            event_type=EventType.TRADE_RECONCILE_REQUESTED,
             requested_by=requested_by,
         )

@@ -11,7 +11,8 @@ from decimal import Decimal
 from django.db.models import F
 from django.utils import timezone
 
-from broker.models import CASH_ASSET, Account, Execution, LedgerEntry, Position, Trade
+from broker.models import Account, Execution, LedgerEntry, Position, Trade
+from broker.money import CASH_ASSET
 
 Bucket = LedgerEntry.Bucket
 

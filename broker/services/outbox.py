@@ -44,7 +44,7 @@ def outbox_enqueue_for_trade(
     )
     TradeEvent.objects.create(
         trade=trade,
-        kind="outbox",
+        kind=TradeEvent.Kind.OUTBOX,
         detail={
             "outbox_id": event.pk,
             "event_type": event.event_type,

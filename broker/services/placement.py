@@ -14,17 +14,18 @@ from broker.errors import (
     DuplicateClientOrderId,
     InsufficientBuyingPower,
     InsufficientShares,
+    InvalidOrder,
     UnknownSymbol,
 )
+from broker.events import EventType
 from broker.models import Account, Customer, LedgerEntry, Position, Trade, TradeEvent
+from broker.money import hold_amount, to_ticks
 from broker.services.ledger import Posting, ledger_post
 from broker.services.outbox import outbox_enqueue_for_trade
 
 logger = logging.getLogger(__name__)
 
 Bucket = LedgerEntry.Bucket
-CENT = Decimal("0.01")
-PRICE_TICK = Decimal("0.0001")
 
 # symbol -> last price, or None when the exchange does not list the symbol.
 PriceSource = Callable[[str], Decimal | None]
@@ -35,14 +36,40 @@ def market_buy_hold(
 ) -> tuple[Decimal, Decimal]:
     """(collar_price, cash to hold) of a market buy. Both round up, so a fill at or
     below the collar price can never cost more than the hold."""
-    collar_price = (last_price * (1 + collar)).quantize(PRICE_TICK, rounding=ROUND_UP)
-    hold = (quantity * collar_price).quantize(CENT, rounding=ROUND_UP)
-    return collar_price, hold
+    collar_price = to_ticks(last_price * (1 + collar), rounding=ROUND_UP)
+    return collar_price, hold_amount(quantity, collar_price)
 
 
 def limit_buy_hold(*, quantity: Decimal, limit_price: Decimal) -> Decimal:
     """Cash to hold for a limit buy: it never fills above its limit price."""
-    return (quantity * limit_price).quantize(CENT, rounding=ROUND_UP)
+    return hold_amount(quantity, limit_price)
+
+
+def order_shape_errors(
+    *,
+    order_type: str,
+    quantity: Decimal,
+    time_in_force: str,
+    limit_price: Decimal | None,
+) -> dict[str, list[str]]:
+    """What makes these fields no order, by field (empty when they are one): a
+    limit order needs a limit price and whole shares; a market order takes no
+    limit price and lives for the day or is immediate-or-cancel. The one place
+    these rules live: placement enforces them, the API reports them per field."""
+    errors: dict[str, list[str]] = {}
+    if order_type == Trade.Type.LIMIT:
+        if limit_price is None:
+            errors["limit_price"] = ["required for limit orders"]
+        if quantity != quantity.to_integral_value():
+            errors["quantity"] = [
+                "fractional quantities are allowed for market orders only"
+            ]
+    else:
+        if limit_price is not None:
+            errors["limit_price"] = ["only limit orders take a limit price"]
+        if time_in_force == Trade.TimeInForce.GTC:
+            errors["time_in_force"] = ["market orders are day or ioc"]
+    return errors
 
 
 def trade_place(
@@ -64,10 +91,18 @@ def trade_place(
     request, broker.api.origin) is kept on the acceptance line for the timeline.
 
     The quote is fetched before the transaction: no network call holds the lock.
-    The shape of the order (limit price only on limit orders, ...) is the caller's
-    to validate. Raises UnknownSymbol, DuplicateClientOrderId,
-    InsufficientBuyingPower or InsufficientShares, having written nothing.
+    Raises InvalidOrder (``order_shape_errors``), UnknownSymbol,
+    DuplicateClientOrderId, InsufficientBuyingPower or InsufficientShares, having
+    written nothing.
     """
+    errors = order_shape_errors(
+        order_type=order_type,
+        quantity=quantity,
+        time_in_force=time_in_force,
+        limit_price=limit_price,
+    )
+    if errors:
+        raise InvalidOrder(errors)
     last_price = price_source(symbol)
     if last_price is None:
         raise UnknownSymbol(f"{symbol} is not traded on the exchange", field="symbol")
@@ -131,7 +166,7 @@ def trade_place(
         )
         TradeEvent.objects.create(
             trade=trade,
-            kind="status",
+            kind=TradeEvent.Kind.STATUS,
             status=Trade.Status.ACCEPTED,
             detail={
                 "hold": str(hold),
@@ -146,7 +181,7 @@ def trade_place(
             trade=trade,
         )
         outbox_enqueue_for_trade(
-            trade=trade, customer_id=customer.pk, event_type="trade.placed"
+            trade=trade, customer_id=customer.pk, event_type=EventType.TRADE_PLACED
         )
     logger.info(
         "trade accepted trade=%s customer=%s %s %s %s",

@@ -6,13 +6,14 @@ for executions; these functions only ever catch the trade up with it."""
 from __future__ import annotations
 
 import logging
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from django.db.models import Subquery
 from django.utils import timezone
 
 from broker.exchange_client import ExchangeExecution, ExchangeOrder
 from broker.models import Account, Execution, LedgerEntry, Trade, TradeEvent
+from broker.money import to_cents, to_ticks
 from broker.services.ledger import LedgerWriter, Posting
 from broker.services.transitions import TERMINAL, can_transition, trade_transition
 
@@ -20,8 +21,6 @@ logger = logging.getLogger(__name__)
 
 Bucket = LedgerEntry.Bucket
 Status = Trade.Status
-CENT = Decimal("0.01")
-PRICE_TICK = Decimal("0.0001")
 
 # Exchange order status → the trade status it ends in (open states map to None:
 # the trade's status follows its fills instead).
@@ -183,10 +182,6 @@ def trade_finish_unsent(
     return trade
 
 
-def _cents(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
 def _move(trade: Trade, to_status: str, epoch: int | None, **fields: object) -> bool:
     """The conditional transition, with ``fields`` written in the same UPDATE; the
     in-memory trade follows when it happened."""
@@ -216,7 +211,7 @@ def _book_execution(
     value_after = value_before + report.quantity * report.price
     # Cumulative rounding: the cents charged over all fills add up to the rounded
     # total value, never to a sum of per-fill roundings that could exceed the hold.
-    notional = _cents(value_after) - _cents(value_before)
+    notional = to_cents(value_after) - to_cents(value_before)
     if trade.side == Trade.Side.BUY:
         from_hold = min(notional, trade.hold_remaining)
         postings = [
@@ -235,9 +230,7 @@ def _book_execution(
         kind=LedgerEntry.Kind.FILL, postings=postings, trade=trade, execution=execution
     )
     trade.filled_quantity += report.quantity
-    trade.average_price = (value_after / trade.filled_quantity).quantize(
-        PRICE_TICK, rounding=ROUND_HALF_UP
-    )
+    trade.average_price = to_ticks(value_after / trade.filled_quantity)
     trade.hold_remaining -= from_hold
     return value_after
 
@@ -247,7 +240,7 @@ def _fill_event(
 ) -> TradeEvent:
     return TradeEvent(
         trade=trade,
-        kind="fill",
+        kind=TradeEvent.Kind.FILL,
         status=trade.status,
         epoch=epoch,
         detail={

@@ -1,9 +1,15 @@
 """The trade status machine, enforced in one place: every transition is a conditional
 UPDATE on the expected current status, so a replay is a no-op, and every transition
-leaves a TradeEvent in the same transaction."""
+leaves a TradeEvent in the same transaction. The sets every other module asks about
+(terminal, open, cancelable, reconcilable, stuck) are defined here, from the
+machine, once."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from broker.models import Trade, TradeEvent
@@ -38,9 +44,40 @@ ALLOWED: dict[str, frozenset[str]] = {
     Status.EXPIRED: frozenset(),
 }
 TERMINAL = frozenset(s for s, targets in ALLOWED.items() if not targets)
+OPEN = frozenset(ALLOWED) - TERMINAL
 CANCELABLE = frozenset(
     s for s, targets in ALLOWED.items() if Status.PENDING_CANCEL in targets
 )
+# Statuses only an order at the exchange can be in. A pending cancel may or may
+# not have been sent: its submitted_at tells.
+_SENT = frozenset({Status.SUBMITTED, Status.PARTIALLY_FILLED})
+
+# Reconcilable: sent to the exchange and not finished, so worth asking the
+# exchange about. A trade not yet sent is left to its placement event (the
+# executor ignores a reconcile request for it). The same rule as a query:
+RECONCILABLE = Q(status__in=_SENT) | Q(
+    status=Status.PENDING_CANCEL, submitted_at__isnull=False
+)
+
+
+def is_reconcilable(trade: Trade) -> bool:
+    """``RECONCILABLE`` for one trade in memory."""
+    return trade.status in _SENT or (
+        trade.status == Status.PENDING_CANCEL and trade.submitted_at is not None
+    )
+
+
+def stuck_after() -> timedelta:
+    """How long an open trade may go without an update before it counts as stuck
+    (``STUCK_TRADE_SECONDS``): the dashboard reports it, the job reconciles it."""
+    return timedelta(seconds=settings.STUCK_TRADE_SECONDS)
+
+
+def stuck(*, now: datetime | None = None, older_than: timedelta | None = None) -> Q:
+    """Open trades not updated for ``older_than`` (default ``stuck_after()``)."""
+    cutoff = (now or timezone.now()) - (older_than or stuck_after())
+    return Q(status__in=OPEN, updated_at__lt=cutoff)
+
 
 _TIMESTAMP_FIELD = {
     Status.SUBMITTED: "submitted_at",
@@ -84,7 +121,7 @@ def trade_transition(
     if updated:
         TradeEvent.objects.create(
             trade_id=trade_id,
-            kind="status",
+            kind=TradeEvent.Kind.STATUS,
             status=to_status,
             epoch=epoch,
             detail={"from": from_status, **(detail or {})},

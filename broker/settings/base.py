@@ -25,6 +25,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "broker",
+    # The roles that run from this image, each owning its management command.
+    "relay",
+    "executor",
 ]
 
 MIDDLEWARE = [

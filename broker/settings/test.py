@@ -2,6 +2,9 @@
 
 from .base import *  # noqa: F403
 
+# The local stack and the demo (manage.py demo): never installed in production.
+INSTALLED_APPS = [*INSTALLED_APPS, "devstack"]  # noqa: F405
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # No collectstatic before tests: plain storage needs no manifest.
 STORAGES = {

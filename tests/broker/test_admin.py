@@ -37,14 +37,12 @@ from broker.models import (
     TradeEvent,
 )
 from broker.services.customers import account_adjust
-from broker.services.leadership import (
-    consumer_offset_advance,
-    feed_cursor_advance,
-    topic_leader_claim,
-)
 from broker.services.placement import trade_place
 from broker.services.settlement import trade_apply_order, trade_mark_submitted
 from broker.topics import all_topics, topic_for_customer
+from executor.feed import feed_cursor_advance
+from executor.fencing import topic_leader_claim
+from executor.offsets import consumer_offset_advance
 from tests.factories import fixed_price, make_customer
 
 pytestmark = pytest.mark.django_db
@@ -498,10 +496,10 @@ def test_dashboard_counts_recent_trades_outbox_lag_and_stuck_trades(staff_client
     assert after["outbox_unpublished"] - before["outbox_unpublished"] == 3
     assert after["outbox_oldest_age_seconds"] == 300 * 86400
     assert after["stuck_trades"] - before["stuck_trades"] == 1
-    assert after["stuck_after_seconds"] == ops.STUCK_AFTER.total_seconds() == 300
+    assert after["stuck_after_seconds"] == settings.STUCK_TRADE_SECONDS
     # Just inside the threshold is not stuck yet.
     Trade.objects.filter(pk=stuck.pk).update(
-        updated_at=now - ops.STUCK_AFTER + timedelta(seconds=1)
+        updated_at=now - timedelta(seconds=settings.STUCK_TRADE_SECONDS - 1)
     )
     assert ops.dashboard(now=now)["stuck_trades"] == before["stuck_trades"]
     Trade.objects.filter(pk=stuck.pk).update(updated_at=long_ago)

@@ -6,9 +6,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from broker.models import OutboxEvent, Trade
-from broker.services.leadership import topic_leader_claim
 from broker.services.placement import trade_place
 from broker.topics import all_topics
+from executor.fencing import topic_leader_claim
 from tests.factories import fixed_price, make_customer
 
 pytestmark = pytest.mark.django_db

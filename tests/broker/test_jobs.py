@@ -11,6 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from broker import jobs, tasks
+from broker.events import EventType
 from broker.models import Account, IdempotencyRecord, OutboxEvent, Trade, TradeEvent
 from broker.services.placement import trade_place
 from tests.factories import fixed_price, make_customer
@@ -22,12 +23,15 @@ Status = Trade.Status
 
 
 def place(customer, *, time_in_force="day") -> Trade:
+    # Only a limit order may rest until canceled (placement refuses a gtc market).
+    gtc = time_in_force == "gtc"
     return trade_place(
         customer=customer,
         symbol="AAPL",
         side="buy",
         quantity=Decimal("2"),
-        order_type="market",
+        order_type="limit" if gtc else "market",
+        limit_price=Decimal("100.00") if gtc else None,
         price_source=fixed_price("100.00"),
         time_in_force=time_in_force,
     )
@@ -58,7 +62,9 @@ def open_trade(
 def reconcile_requests(trade: Trade) -> list[TradeEvent]:
     return list(
         TradeEvent.objects.filter(
-            trade=trade, kind="outbox", detail__event_type=jobs.RECONCILE_EVENT
+            trade=trade,
+            kind="outbox",
+            detail__event_type=EventType.TRADE_RECONCILE_REQUESTED,
         )
     )
 
@@ -66,7 +72,8 @@ def reconcile_requests(trade: Trade) -> list[TradeEvent]:
 def reconcile_outbox(trade: Trade) -> list[OutboxEvent]:
     return list(
         OutboxEvent.objects.filter(
-            event_type=jobs.RECONCILE_EVENT, payload__trade_id=str(trade.id)
+            event_type=EventType.TRADE_RECONCILE_REQUESTED,
+            payload__trade_id=str(trade.id),
         )
     )
 

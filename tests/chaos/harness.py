@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -47,7 +47,8 @@ from broker.models import (
 from broker.services.cancellation import trade_request_reconcile
 from broker.services.customers import customer_create
 from broker.services.transitions import TERMINAL
-from broker.stack.apps import AppLauncher, AppProcess, free_port, wait_until
+from devstack.launcher import AppLauncher, AppProcess, free_port
+from devstack.wait import wait_until
 from tests.stack_cleanup import drop_topics_and_znodes
 
 FULL = os.environ.get("CHAOS_FULL") == "1"
@@ -933,8 +934,8 @@ def stack_service(name: str):
     scenario is skipped when that service is an external deployment."""
     import pytest
 
-    from broker.stack.paths import StackPaths
-    from broker.stack.services import all_services
+    from devstack.paths import StackPaths
+    from devstack.services import all_services
 
     service = next(s for s in all_services(StackPaths.current()) if s.name == name)
     if service.is_external():
@@ -961,8 +962,8 @@ def bring_up(service, timeout: float = 120) -> None:
 def ensure_stack_up() -> None:
     """Every local service of the stack answers (after a scenario that stopped
     one, whatever happened to it)."""
-    from broker.stack.paths import StackPaths
-    from broker.stack.services import all_services
+    from devstack.paths import StackPaths
+    from devstack.services import all_services
 
     for service in all_services(StackPaths.current()):
         if not service.is_external():
@@ -974,7 +975,3 @@ def kill(process: AppProcess, signum=signal.SIGKILL) -> None:
     if signum in (signal.SIGKILL, signal.SIGTERM):
         with contextlib.suppress(Exception):
             process.popen.wait(30)
-
-
-def wait_for(condition: Callable[[], object], *, timeout: float, what: str):
-    return wait_until(condition, timeout=timeout, interval=0.05, what=what)

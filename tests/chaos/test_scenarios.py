@@ -23,6 +23,7 @@ from broker.models import (
 )
 from broker.services.placement import trade_place
 from broker.services.transitions import TERMINAL
+from devstack.wait import wait_until
 from tests.chaos.harness import (
     EXECUTORS,
     FULL,
@@ -34,7 +35,6 @@ from tests.chaos.harness import (
     price_dip,
     produce_raw,
     stack_service,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
@@ -124,7 +124,7 @@ def test_02_sigstop_leader_past_session_timeout(make_system, chaos_results):
     assert after is not None
     system.wait_status(after["id"], TERMINAL_SET, timeout=30)
     zombie.signal(signal.SIGCONT)
-    wait_for(
+    wait_until(
         lambda: (
             f"stopped leading topic={topic} epoch={epoch}" in system.logs(zombie.name)
         ),
@@ -176,7 +176,7 @@ def test_16_sigstop_leader_inside_a_fenced_transaction(make_system, chaos_result
                 )
                 return cursor.fetchone()[0] > 0
 
-        wait_for(settlement_waits, timeout=15, what="the leader's settlement waits")
+        wait_until(settlement_waits, timeout=15, what="the leader's settlement waits")
         zombie.signal(signal.SIGSTOP)
         system.fault(f"SIGSTOP {zombie.name} inside a fenced transaction")
     system.exchange_faults()
@@ -192,7 +192,7 @@ def test_16_sigstop_leader_inside_a_fenced_transaction(make_system, chaos_result
         )
     zombie.signal(signal.SIGCONT)
     successor = successor or system.wait_new_leader(topic, above=epoch, timeout=30)
-    wait_for(
+    wait_until(
         lambda: (
             f"stopped leading topic={topic} epoch={epoch}" in system.logs(zombie.name)
         ),
@@ -214,7 +214,7 @@ def _in_flight(system: ChaosSystem, client, *, latency_ms: int) -> dict:
     body = system.place(client, quantity="1")
     assert body is not None
     system.wait_status(body["id"], {"submitted"}, timeout=20)
-    wait_for(
+    wait_until(
         lambda: system.exchange_fault_counters().get("delayed", 0) >= 1,
         timeout=10,
         what="the order request held at the exchange",
@@ -262,7 +262,7 @@ def test_11_slow_exchange_and_leader_change_in_flight(make_system, chaos_results
     load.wait()
     # The held requests reach the exchange when their injected delay ends (the
     # condition is the fault's own schedule); only then is the outcome final.
-    wait_for(
+    wait_until(
         lambda: time.monotonic() > max(body["held_until"], body_b["held_until"]),
         timeout=20,
         what="the held order requests processed by the exchange",
@@ -297,7 +297,7 @@ def test_01_sigkill_leader_after_send_before_db_write(make_system, chaos_results
         line = f"retrying trade={bodies[0]['id']}"
         return next((n for n in EXECUTORS if line in system.logs(n)), None)
 
-    wait_for(retrying, timeout=20, what="the order accepted, its answer dropped")
+    wait_until(retrying, timeout=20, what="the order accepted, its answer dropped")
     leader = system.leader_of(topic)
     assert leader.holder == retrying()
     kill(system.executors[leader.holder])
@@ -397,7 +397,7 @@ def test_06_two_relays_one_customer_burst(make_system, chaos_results):
         thread.start()
     system.start_relay()
     system.fault("a third relay joins during the burst")
-    wait_for(
+    wait_until(
         lambda: burst_done(threads) or len(system.accepted) > count // 2,
         timeout=30,
         what="half the burst",
@@ -469,7 +469,7 @@ def test_03_zookeeper_restarts(make_system, chaos_results):
         system.fault("ZooKeeper stopped for longer than the session timeout")
         # The fault lasts past the session timeout (the deadline is the fault's
         # own schedule, not a guess at a condition).
-        wait_for(
+        wait_until(
             lambda: time.monotonic() > stopped_at + system.session_timeout + 2,
             timeout=system.session_timeout + 10,
             what="ZooKeeper down past the session timeout",
@@ -499,7 +499,7 @@ def test_08_kafka_restart_while_producing_and_consuming(make_system, chaos_resul
         kafka.down()
         system.fault("Kafka broker stopped")
         accepted = len(system.accepted)
-        wait_for(
+        wait_until(
             lambda: len(system.accepted) >= accepted + 5 or not load.running,
             timeout=30,
             what="placements accepted while Kafka is down",
@@ -611,7 +611,7 @@ def test_07_placement_held_open_commits_out_of_id_order(make_system, chaos_resul
 
     thread = threading.Thread(target=hold_open)
     thread.start()
-    wait_for(lambda: "trade" in placed, timeout=10, what="the held placement")
+    wait_until(lambda: "trade" in placed, timeout=10, what="the held placement")
     system.fault("placement transaction held open")
     load = system.workload(others + system.clients_for(CUSTOMERS), ops=OPS, seed=7)
     load.start()
@@ -633,8 +633,8 @@ def test_05_sigkill_relay_before_delivery_report(make_system, chaos_results):
     """Kafka is frozen (SIGSTOP) for a few seconds so the relays' produce requests
     are pending; the relays are SIGKILLed before any delivery report, Kafka
     resumes, new relays republish."""
-    from broker.stack.kafka import Kafka
-    from broker.stack.paths import StackPaths
+    from devstack.kafka import Kafka
+    from devstack.paths import StackPaths
 
     kafka_pid = Kafka(StackPaths.current()).running_pid()
     if kafka_pid is None:
@@ -719,7 +719,7 @@ def test_15_cancel_races_the_executors_submit(make_system, chaos_results):
     try:
         body = system.place(client, quantity="1", type="limit", limit_price="50")
         assert body is not None
-        wait_for(
+        wait_until(
             lambda: system.outbox_backlog() == 0, timeout=10, what="event published"
         )
         with transaction.atomic():
@@ -738,7 +738,7 @@ def test_15_cancel_races_the_executors_submit(make_system, chaos_results):
                     )
                     return cursor.fetchone()[0] > 0
 
-            wait_for(executor_blocked, timeout=10, what="the executor's UPDATE waits")
+            wait_until(executor_blocked, timeout=10, what="the executor's UPDATE waits")
             trade_request_cancel(customer=client.customer, trade_id=body["id"])
     finally:
         leader.signal(signal.SIGCONT)

@@ -16,7 +16,7 @@ import django
 import yaml
 from django.core.management import find_commands
 
-from tests.deploy import kustomize
+from devstack.kustomize import kustomize_build
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
@@ -35,7 +35,11 @@ BASE_IMAGE_NAME = "trade-execution-backend"
 
 # manage.py commands run by hand (operations: `kubectl exec deploy/api -- python
 # manage.py <command>`), never deployed as a role.
-ONE_SHOT_COMMANDS = {"audit", "create_customer", "demo", "leadership", "reconcile"}
+ONE_SHOT_COMMANDS = {"audit", "create_customer", "leadership", "reconcile"}
+# The project's apps the image ships and production installs, and the local
+# tooling only the local and test settings install (never in the image).
+IMAGE_APPS = ("broker", "relay", "executor")
+LOCAL_ONLY_APPS = ("devstack",)
 # The deployed roles (as manage.py commands, plus the exchange simulator).
 LONG_RUNNING_ROLES = {
     "api",
@@ -51,15 +55,21 @@ EXCHANGE_MOCK_ARGV = ["python", "-m", "exchange_mock"]
 # --- manage.py commands
 
 
-def custom_commands() -> set[str]:
-    return set(find_commands(str(REPO / "broker" / "management")))
+def custom_commands(apps: tuple[str, ...] = IMAGE_APPS) -> set[str]:
+    """The project's own commands of ``apps`` (each app owns its command)."""
+    return {
+        command
+        for app in apps
+        for command in find_commands(str(REPO / app / "management"))
+    }
 
 
-def manage_commands() -> set[str]:
-    """Every command ``python manage.py`` knows with the project's INSTALLED_APPS
-    (without configuring Django: the apps' management folders are read directly)."""
+def manage_commands(*, local: bool = False) -> set[str]:
+    """Every command ``python manage.py`` knows with the image's INSTALLED_APPS, or
+    with the local settings' (``local``: the demo too), without configuring
+    Django: the apps' management folders are read directly."""
     django_dir = Path(django.__file__).parent
-    commands = custom_commands()
+    commands = custom_commands(IMAGE_APPS + (LOCAL_ONLY_APPS if local else ()))
     commands |= set(find_commands(str(django_dir / "core" / "management")))
     for app in ("staticfiles", "auth", "contenttypes", "sessions"):
         commands |= set(find_commands(str(django_dir / "contrib" / app / "management")))
@@ -206,15 +216,46 @@ def compose_env(service: dict) -> dict[str, str]:
 
 # --- Kubernetes
 
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+# Pod templates at spec.template (CronJob: spec.jobTemplate.spec.template).
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+
 
 @functools.cache
 def _rendered(path: str) -> tuple[dict, ...]:
-    return tuple(kustomize.render(K8S / path))
+    return tuple(kustomize_build(K8S / path))
 
 
 def rendered(path: str) -> list[dict]:
-    """The resources of k8s/<path> (an overlay: ``overlays/local``), rendered once."""
+    """The resources of k8s/<path> (an overlay: ``overlays/local``), rendered once
+    per test session by the real kustomize (devstack/kustomize.py installs it)."""
     return list(_rendered(path))
+
+
+def kustomization_file(directory: Path) -> Path:
+    for name in KUSTOMIZATION_FILES:
+        candidate = directory / name
+        if candidate.is_file():
+            return candidate
+    raise AssertionError(f"{directory}: no kustomization.yaml")
+
+
+def is_builtin(resource: dict) -> bool:
+    """A Kubernetes API kind (core, apps, ..., *.k8s.io), not a custom resource."""
+    api_version = resource.get("apiVersion", "")
+    group = api_version.split("/")[0] if "/" in api_version else ""
+    return "." not in group or group.endswith(".k8s.io")
+
+
+def pod_spec(resource: dict) -> dict | None:
+    """The pod template's spec of a workload, or None."""
+    if resource.get("kind") == "Pod":
+        return resource.get("spec")
+    if resource.get("kind") == "CronJob":
+        return resource["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    if resource.get("kind") in WORKLOAD_KINDS:
+        return resource["spec"]["template"]["spec"]
+    return None
 
 
 def overlay(name: str) -> list[dict]:
@@ -232,7 +273,7 @@ def one(resources: list[dict], kind: str, name: str) -> dict:
 
 
 def workloads(resources: list[dict]) -> list[dict]:
-    return [r for r in resources if kustomize.pod_spec(r) is not None]
+    return [r for r in resources if pod_spec(r) is not None]
 
 
 def pod_labels(workload: dict) -> dict[str, str]:
@@ -253,7 +294,7 @@ def app_workloads(resources: list[dict]) -> dict[str, dict]:
 
 
 def containers(workload: dict, *, init: bool = True) -> list[dict]:
-    spec = kustomize.pod_spec(workload)
+    spec = pod_spec(workload)
     found = list(spec.get("containers", []))
     if init:
         found += spec.get("initContainers", [])

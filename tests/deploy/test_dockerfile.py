@@ -220,3 +220,39 @@ def test_dockerignore_keeps_local_state_out(path):
 def test_dockerignore_keeps_what_the_image_needs(path):
     assert (REPO / path).exists()
     assert not dockerignored(path)
+
+
+def image_files() -> set[str]:
+    """The repository files the final image receives: what its COPY instructions
+    name (from the build context), minus what .dockerignore keeps out of it."""
+    final = dockerfile_stages()[-1]
+    files: set[str] = set()
+    for value in final.all("COPY"):
+        if value.startswith("--from="):
+            continue
+        words = [w for w in value.split() if not w.startswith("--")]
+        for source in words[:-1]:
+            root = REPO / source
+            paths = [root] if root.is_file() else root.rglob("*")
+            for path in paths:
+                relative = path.relative_to(REPO).as_posix()
+                if path.is_file() and not dockerignored(relative):
+                    files.add(relative)
+    return files
+
+
+def test_the_image_ships_the_roles_and_never_the_local_tooling():
+    files = image_files()
+    top = {path.split("/")[0] for path in files}
+    assert top == {
+        "manage.py",
+        "pyproject.toml",
+        "broker",
+        "relay",
+        "executor",
+        "exchange_mock",
+    }
+    assert not [path for path in files if path.startswith("devstack/")]
+    # Production settings do not install it either: nothing in the image needs it.
+    production = (REPO / "broker" / "settings" / "base.py").read_text()
+    assert '"devstack"' not in production

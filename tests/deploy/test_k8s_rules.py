@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from tests.deploy import kustomize
 from tests.deploy.netpol import selects
 from tests.deploy.project import (
     APP_UID,
@@ -27,9 +26,11 @@ from tests.deploy.project import (
     container_env,
     containers,
     is_app_workload,
+    kustomization_file,
     one,
     overlay,
     pod_labels,
+    pod_spec,
     required_production_env,
     workloads,
 )
@@ -61,7 +62,7 @@ def quantity(value: str | int | float) -> float:
 def all_containers(name: str):
     """(workload, container, is_init) of every pod template of an overlay."""
     for workload in workloads(overlay(name)):
-        spec = kustomize.pod_spec(workload)
+        spec = pod_spec(workload)
         for container in spec.get("containers", []):
             yield workload, container, False
         for container in spec.get("initContainers", []):
@@ -79,7 +80,7 @@ CONTAINERS = [p for name in OVERLAYS for p in ids(name)]
 
 
 def effective_security(workload: dict, container: dict) -> dict:
-    pod = kustomize.pod_spec(workload).get("securityContext", {})
+    pod = pod_spec(workload).get("securityContext", {})
     own = container.get("securityContext", {})
     keys = ("runAsNonRoot", "runAsUser", "runAsGroup", "seccompProfile")
     return {**{k: pod[k] for k in keys if k in pod}, **own}
@@ -118,7 +119,7 @@ def test_every_container_is_locked_down(name, workload, container, init):
     assert security.get("seccompProfile", {}).get("type") == "RuntimeDefault"
     if is_app_workload(workload):
         assert security["runAsUser"] == APP_UID
-    pod = kustomize.pod_spec(workload)
+    pod = pod_spec(workload)
     assert pod.get("automountServiceAccountToken") is False, "no API access needed"
     assert not pod.get("hostNetwork") and not pod.get("hostPID")
 
@@ -163,7 +164,7 @@ def test_long_running_containers_have_probes(name, workload, container, init):
 def test_writable_paths_are_volumes(name, workload, container, init):
     """The root filesystem is read-only: whatever a process writes is a volume."""
     mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
-    volumes = {v["name"]: v for v in kustomize.pod_spec(workload).get("volumes", [])}
+    volumes = {v["name"]: v for v in pod_spec(workload).get("volumes", [])}
     for claim in workload["spec"].get("volumeClaimTemplates", []):
         volumes[claim["metadata"]["name"]] = {"persistentVolumeClaim": {}}
     for volume in mounts.values():
@@ -180,7 +181,7 @@ def test_writable_paths_are_volumes(name, workload, container, init):
 
 @pytest.mark.parametrize("name", OVERLAYS)
 def test_app_containers_run_the_overlays_image(name):
-    kustomization = kustomize.kustomization_file(K8S / "overlays" / name)
+    kustomization = kustomization_file(K8S / "overlays" / name)
     (rule,) = [
         r
         for r in yaml.safe_load(kustomization.read_text())["images"]
@@ -247,7 +248,7 @@ def test_executors_keep_a_quorum_of_candidates(name):
 @pytest.mark.parametrize("component", WORKERS)
 def test_workers_get_time_for_a_graceful_shutdown(name, component):
     workload = app_workloads(overlay(name))[component]
-    assert kustomize.pod_spec(workload)["terminationGracePeriodSeconds"] >= 30
+    assert pod_spec(workload)["terminationGracePeriodSeconds"] >= 30
 
 
 @pytest.mark.parametrize("name", OVERLAYS)
@@ -280,7 +281,7 @@ def test_migrations_run_once_and_gate_the_roles(name):
     assert container["args"] == ["migrate", "--noinput"]
     for component in DATABASE_ROLES:
         workload = app_workloads(resources)[component]
-        inits = kustomize.pod_spec(workload).get("initContainers", [])
+        inits = pod_spec(workload).get("initContainers", [])
         assert [c["args"] for c in inits] == [["migrate", "--check"]], component
 
 

@@ -1,27 +1,20 @@
-"""k8s/: the overlays render (with tests/deploy/kustomize.py, and with the real
-kustomize when one is installed), every built-in resource is valid against the
-Kubernetes API schemas (kubernetes-validate, offline, strict), and the Strimzi
-custom resources are checked structurally."""
+"""k8s/: the overlays render (with the real kustomize, pinned and installed by
+devstack/kustomize.py), every built-in resource is valid against the Kubernetes API
+schemas (kubernetes-validate, offline, strict), and the Strimzi custom resources are
+checked structurally."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-
 import kubernetes_validate
 import pytest
-import yaml
 
-from tests.deploy import kustomize
 from tests.deploy.netpol import Pod, selects
 from tests.deploy.project import (
-    K8S,
     OVERLAYS,
-    REPO,
     app_workloads,
     by_kind,
     config_map_data,
+    is_builtin,
     overlay,
     rendered,
 )
@@ -47,20 +40,6 @@ STRIMZI_SPEC_FIELDS = {
 RENDER_TARGETS = ["base", *(f"overlays/{name}" for name in OVERLAYS)]
 
 
-def kustomize_command() -> list[str] | None:
-    """A real kustomize: $KUSTOMIZE, .stack/bin/kustomize, kustomize, kubectl."""
-    if os.environ.get("KUSTOMIZE"):
-        return [os.environ["KUSTOMIZE"], "build"]
-    local = REPO / ".stack" / "bin" / "kustomize"
-    if local.is_file():
-        return [str(local), "build"]
-    if shutil.which("kustomize"):
-        return ["kustomize", "build"]
-    if shutil.which("kubectl"):
-        return ["kubectl", "kustomize"]
-    return None
-
-
 # --- rendering
 
 
@@ -71,30 +50,6 @@ def test_renders(target):
     for resource in resources:
         assert resource.get("apiVersion") and resource.get("kind")
         assert resource.get("metadata", {}).get("name")
-
-
-@pytest.mark.parametrize("target", RENDER_TARGETS)
-def test_real_kustomize_renders_the_same(target):
-    command = kustomize_command()
-    if command is None:
-        pytest.skip(
-            "no kustomize binary (set KUSTOMIZE=/path/to/kustomize, or: GOBIN="
-            "$PWD/.stack/bin go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0); "
-            "the overlays were rendered by tests/deploy/kustomize.py only"
-        )
-    result = subprocess.run(
-        [*command, str(K8S / target)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    real = {kustomize.resource_id(r): r for r in yaml.safe_load_all(result.stdout) if r}
-    ours = {kustomize.resource_id(r): r for r in rendered(target)}
-    assert sorted(real) == sorted(ours)
-    for rid, resource in ours.items():
-        assert resource == real[rid], f"{rid} differs from kustomize's rendering"
 
 
 def test_base_is_namespace_less_and_overlays_set_one_namespace():
@@ -118,7 +73,7 @@ def builtin_resources() -> list:
         )
         for name in OVERLAYS
         for resource in overlay(name)
-        if kustomize.is_builtin(resource)
+        if is_builtin(resource)
     ]
 
 
@@ -134,7 +89,7 @@ def test_builtin_resources_match_the_kubernetes_schema(resource, version):
 def test_every_custom_resource_is_a_known_strimzi_kind():
     for name in OVERLAYS:
         for resource in overlay(name):
-            if kustomize.is_builtin(resource):
+            if is_builtin(resource):
                 continue
             assert resource["apiVersion"] == f"{STRIMZI_GROUP}/v1beta2", resource
             assert resource["kind"] in STRIMZI_SPEC_FIELDS, resource["kind"]

@@ -5,27 +5,19 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from devstack.launcher import AppLauncher, free_port
+from devstack.wait import NotReady, wait_until
+
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Response:
@@ -40,7 +32,8 @@ class Response:
 
 
 class ExchangeProcess:
-    """One ``python -m exchange_mock`` on a free port; log kept in a file."""
+    """One ``python -m exchange_mock`` on a free port, started by the devstack
+    launcher; its log is kept in a file."""
 
     def __init__(
         self,
@@ -50,42 +43,38 @@ class ExchangeProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
-        self.log = log
-        extra = env or {}
-        env = {
-            **os.environ,
-            "EXCHANGE_HOST": "127.0.0.1",
-            "EXCHANGE_PORT": str(self.port),
-            "EXCHANGE_STORE": str(store),
-            "EXCHANGE_TICK_SECONDS": tick_seconds,
-            "EXCHANGE_SEED": "42",
-            "LOG_LEVEL": "INFO",
-            **extra,
-        }
-        with log.open("ab") as out:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "exchange_mock"],
-                cwd=REPO_ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+        launcher = AppLauncher(
+            env={
+                "EXCHANGE_HOST": "127.0.0.1",
+                "EXCHANGE_PORT": str(self.port),
+                "EXCHANGE_STORE": str(store),
+                "EXCHANGE_TICK_SECONDS": tick_seconds,
+                "EXCHANGE_SEED": "42",
+                "LOG_LEVEL": "INFO",
+                **(env or {}),
+            },
+            log_dir=log.parent,
+        )
+        self.process = launcher.start(log.stem, [sys.executable, "-m", "exchange_mock"])
+        self.popen = self.process.popen
+        self.log = self.process.log_path
         self._wait_healthy()
 
     def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                pytest.fail(f"exchange exited {self.popen.returncode}:\n{self.logs()}")
-            try:
-                if self.request("GET", "/healthz", timeout=1).status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.popen.kill()
-        pytest.fail(f"exchange not healthy in {START_TIMEOUT}s:\n{self.logs()}")
+        def healthy() -> bool:
+            return self.request("GET", "/healthz", timeout=1).status == 200
+
+        try:
+            wait_until(
+                healthy,
+                timeout=START_TIMEOUT,
+                what="the exchange's /healthz",
+                alive=self.process.alive,
+                retry_on=(OSError,),
+            )
+        except NotReady as exc:
+            self.popen.kill()
+            pytest.fail(f"{exc} (exit {self.popen.poll()}):\n{self.logs()}")
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
@@ -160,18 +149,3 @@ def assert_problem(response: Response, status: int, code: str) -> dict:
 def fence(session: str, epoch: int) -> dict[str, str]:
     """The headers of a fenced request."""
     return {"X-Session": session, "X-Epoch": str(epoch)}
-
-
-def wait_until(
-    check: Callable[[], object], timeout: float = 10.0, what: str = "condition"
-) -> object:
-    """Poll ``check`` until it returns something truthy (returned) or fail at the
-    deadline: tests never sleep a fixed time hoping a condition holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)

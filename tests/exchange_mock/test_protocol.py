@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 
+from devstack.wait import wait_until
 from tests.exchange_mock.process import (
     ExchangeProcess,
     Response,
@@ -19,7 +20,6 @@ from tests.exchange_mock.process import (
     fence,
     new_id,
     order_body,
-    wait_until,
 )
 
 CONNECTION_LOST = (OSError, http.client.HTTPException)
@@ -215,6 +215,7 @@ def test_resting_limit_fills_when_the_price_moves_and_wakes_the_long_poll(venue)
     poller.start()
     wait_until(
         lambda: venue.request("GET", "/admin/stats").json()["feed_waiters"] >= 1,
+        timeout=10,
         what="the long-poll to block",
     )
     set_quote(venue, "188.50")  # ask 188.52 <= 189: crosses
@@ -451,6 +452,7 @@ def test_scheduled_close_with_an_accelerated_clock(tmp_path):
         process.request("POST", "/orders", limit_body(gtc, time_in_force="gtc"))
         closed = wait_until(
             lambda: not process.request("GET", "/clock").json()["is_open"],
+            timeout=10,
             what="the scheduled close",
         )
         assert closed
@@ -518,6 +520,7 @@ def test_sigterm_answers_a_blocked_long_poll_at_once(tmp_path):
     poller.start()
     wait_until(
         lambda: process.request("GET", "/admin/stats").json()["feed_waiters"] == 1,
+        timeout=10,
         what="the long-poll to block",
     )
     started = time.monotonic()

@@ -1,7 +1,6 @@
 import pytest
 
-from broker.services.leadership import topic_leader_claim
-from executor.fencing import Fence
+from executor.fencing import Fence, topic_leader_claim
 
 TOPIC = "unit.trades.0"
 

@@ -7,11 +7,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from broker.errors import Fenced
 from broker.models import Account, ConsumerOffset, Execution, Trade, TradeEvent
-from broker.services.leadership import topic_leader_claim
 from executor.batch import handle_messages
 from executor.booked import BookedOrders
+from executor.fencing import Fenced, topic_leader_claim
 from executor.handlers import DEAD_LETTERED, HANDLED, MessagePosition
 from tests.executor.conftest import TOPIC
 from tests.executor.test_handlers import (

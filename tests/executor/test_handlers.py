@@ -10,7 +10,6 @@ from decimal import Decimal
 
 import pytest
 
-from broker.errors import Fenced
 from broker.events import Event
 from broker.exchange_client import (
     ExchangeError,
@@ -30,11 +29,12 @@ from broker.models import (
     Trade,
 )
 from broker.services.cancellation import trade_request_cancel
-from broker.services.leadership import topic_leader_claim
 from broker.services.placement import trade_place
 from executor.booked import BookedOrders
 from executor.feed import apply_reports, apply_reports_isolating
-from executor.handlers import MessagePosition, RetryPolicy, handle_message
+from executor.fencing import Fenced, topic_leader_claim
+from executor.handlers import MessagePosition, handle_message
+from executor.retry import RetryPolicy
 from tests.executor.conftest import TOPIC
 from tests.factories import fixed_price, give_shares, make_customer
 
@@ -544,7 +544,7 @@ def test_a_report_failing_every_time_is_dead_lettered_and_the_feed_moves_on(fenc
         [report(7, refused), report(8, fine)],
         fence=fence,
         session=TOPIC,
-        retry_delay=0.001,
+        retry=FAST_RETRY,
     )
 
     assert cursor == 8

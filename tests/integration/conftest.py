@@ -13,8 +13,9 @@ import requests
 from django.conf import settings
 
 from broker.models import Customer, TopicLeader
-from broker.stack.apps import AppLauncher, AppProcess, free_port, wait_until
 from broker.topics import all_topics, dead_letter_topic, topic_for_customer
+from devstack.launcher import AppLauncher, AppProcess, free_port
+from devstack.wait import wait_until
 from tests.factories import make_customer
 from tests.stack_cleanup import drop_topics_and_znodes
 

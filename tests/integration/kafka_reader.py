@@ -8,7 +8,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from django.conf import settings
 
 from broker.events import Event
-from broker.stack.apps import wait_until
+from devstack.wait import wait_until
 
 
 def read_events(

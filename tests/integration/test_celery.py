@@ -18,9 +18,10 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from broker.jobs import RECONCILE_EVENT
+from broker.events import EventType
 from broker.models import Account, OutboxEvent, Trade, TradeEvent
-from broker.stack.apps import REPO_ROOT, AppLauncher, wait_until
+from devstack.launcher import REPO_ROOT, AppLauncher
+from devstack.wait import wait_until
 from tests.factories import make_customer
 from tests.integration.scraping import scrape, worker_url
 
@@ -111,7 +112,9 @@ def test_beat_and_worker_request_a_reconcile_of_a_stuck_trade(live_db, launcher)
         for process in (worker, beat):
             assert process.alive(), f"{process.name} exited:\n{process.log_tail()}"
         return TradeEvent.objects.filter(
-            trade=trade, kind="outbox", detail__event_type=RECONCILE_EVENT
+            trade=trade,
+            kind="outbox",
+            detail__event_type=EventType.TRADE_RECONCILE_REQUESTED,
         ).first()
 
     request = wait_until(
@@ -135,7 +138,7 @@ def test_beat_and_worker_request_a_reconcile_of_a_stuck_trade(live_db, launcher)
     assert ("broker_job_last_items", job) in samples
     assert request.detail["requested_by"] == "job:reconcile_stuck_trades"
     event = OutboxEvent.objects.get(pk=request.detail["outbox_id"])
-    assert event.event_type == RECONCILE_EVENT
+    assert event.event_type == EventType.TRADE_RECONCILE_REQUESTED
     assert event.payload["trade_id"] == str(trade.id)
     # The job asked; only the leader may write the trade.
     assert Trade.objects.get(pk=trade.pk).status == Trade.Status.SUBMITTED

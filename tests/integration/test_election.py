@@ -8,7 +8,7 @@ import uuid
 from django.conf import settings
 from kazoo.client import KazooClient
 
-from broker.stack.apps import wait_until
+from devstack.wait import wait_until
 from executor.election import TopicCandidate
 
 

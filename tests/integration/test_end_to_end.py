@@ -16,8 +16,8 @@ from django.conf import settings
 from broker.audit import ledger_discrepancies
 from broker.events import Event
 from broker.models import Account, ConsumerOffset, Execution, OutboxEvent, Position
-from broker.stack.apps import wait_until
 from broker.topics import all_topics, topic_for_customer
+from devstack.wait import wait_until
 from tests.integration.conftest import (
     customer_on_topic,
     place_over_http,

@@ -7,8 +7,8 @@ import pytest
 import requests
 
 from broker.models import OutboxEvent
-from broker.stack.apps import wait_until
 from broker.topics import all_topics
+from devstack.wait import wait_until
 from tests.integration.conftest import (
     customer_on_topic,
     place_over_http,

@@ -14,8 +14,8 @@ from django.core.management import call_command
 
 from broker.audit import ledger_discrepancies
 from broker.models import Account, Execution, Position
-from broker.stack.apps import wait_until
 from broker.topics import all_topics
+from devstack.wait import wait_until
 from tests.integration.conftest import customer_on_topic, wait_for_status
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ from django.conf import settings
 from django.db import connection
 
 from broker.models import DeadLetter, OutboxEvent
-from broker.relay.runner import RELAY_LOCK_CLASS
-from broker.stack.apps import wait_until
 from broker.topics import all_topics, dead_letter_topic
+from devstack.wait import wait_until
+from relay.runner import RELAY_LOCK_CLASS
 from tests.integration.conftest import (
     customer_on_topic,
     place_over_http,

@@ -21,12 +21,12 @@ from confluent_kafka.admin import (
 from django.conf import settings
 from prometheus_client import REGISTRY
 
-from broker.db import raw_connect
 from broker.kafka_admin import ensure_topics
 from broker.models import OutboxEvent
-from broker.relay.runner import Relay
 from broker.services.outbox import NOTIFY_CHANNEL
-from broker.stack.apps import wait_until
+from devstack.wait import wait_until
+from relay.db import raw_connect
+from relay.runner import Relay
 from tests.integration.kafka_reader import read_events
 from tests.stack_cleanup import drop_topics_and_znodes
 

@@ -4,6 +4,7 @@ from decimal import Decimal, InvalidOperation
 from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError
 
+from broker.money import to_cents
 from broker.services.customers import customer_create
 
 
@@ -12,11 +13,7 @@ def _amount(value: str) -> Decimal:
         amount = Decimal(value)
     except InvalidOperation as exc:
         raise CommandError(f"--cash: not a decimal amount: {value!r}") from exc
-    if (
-        not amount.is_finite()
-        or amount < 0
-        or amount != amount.quantize(Decimal("0.01"))
-    ):
+    if not amount.is_finite() or amount < 0 or amount != to_cents(amount):
         raise CommandError("--cash: a non-negative amount with at most 2 decimals")
     return amount
 

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from broker.models import Trade
 from broker.services.cancellation import trade_request_reconcile
-from broker.services.transitions import TERMINAL
+from broker.services.transitions import is_reconcilable
 
 
 class Command(BaseCommand):
@@ -22,7 +22,7 @@ class Command(BaseCommand):
                 trade = Trade.objects.select_related("account").get(id=uuid.UUID(raw))
             except (ValueError, Trade.DoesNotExist) as exc:
                 raise CommandError(f"no trade {raw!r}") from exc
-            if trade.status in TERMINAL or trade.submitted_at is None:
+            if not is_reconcilable(trade):
                 self.stdout.write(f"{trade.id}: {trade.status}, nothing to reconcile")
                 continue
             trade_request_reconcile(trade=trade, requested_by="cli")

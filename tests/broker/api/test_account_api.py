@@ -4,6 +4,8 @@ from decimal import Decimal
 import pytest
 from django.test import override_settings
 
+from broker import quotes
+from broker.exchange_client import Quote
 from broker.models import LedgerEntry
 from tests.broker.api.conftest import client_for, fake_quote, order
 from tests.factories import give_shares, make_customer
@@ -28,6 +30,26 @@ def test_position_detail_is_priced_and_only_the_owners():
     assert (body["current_price"], body["market_value"]) == ("100.0000", "250.00")
     assert client_for(other).get("/api/v1/positions/META").status_code == 404
     assert client_for(token).get("/api/v1/positions/TSLA").status_code == 404
+
+
+def test_a_position_is_worth_the_same_on_every_screen(monkeypatch):
+    """One share at 10.0050 is worth 10.01 (half up) both on its own page and in
+    the account's positions value: once the two rounded differently."""
+    monkeypatch.setattr(
+        quotes,
+        "quote",
+        lambda symbol: Quote(
+            symbol=symbol,
+            bid=Decimal("10.0049"),
+            ask=Decimal("10.0051"),
+            last=Decimal("10.0050"),
+        ),
+    )
+    customer, token = make_customer("0.00")
+    give_shares(customer, "AMD", "1")
+    position = client_for(token).get("/api/v1/positions/AMD").json()
+    account = client_for(token).get("/api/v1/account").json()
+    assert position["market_value"] == account["positions_value"] == "10.01"
 
 
 def test_activities_are_the_customers_ledger_newest_first():

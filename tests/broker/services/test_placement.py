@@ -5,7 +5,12 @@ import pytest
 from django.db import connection, connections
 
 from broker.audit import ledger_discrepancies
-from broker.errors import InsufficientBuyingPower, InsufficientShares, UnknownSymbol
+from broker.errors import (
+    InsufficientBuyingPower,
+    InsufficientShares,
+    InvalidOrder,
+    UnknownSymbol,
+)
 from broker.models import Account, LedgerEntry, OutboxEvent, Position, Trade
 from broker.services.placement import market_buy_hold, trade_place
 from broker.topics import topic_for_customer
@@ -157,3 +162,33 @@ def test_concurrent_buys_never_overspend(live_db):
     assert account.reserved_cash <= account.cash
     assert trades_of(customer).count() == 7
     assert ledger_discrepancies(account_ids=[account.pk]) == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"order_type": "limit"}, "limit_price"),
+        (
+            {"order_type": "limit", "limit_price": Decimal("10"), "quantity": "1.5"},
+            "quantity",
+        ),
+        ({"order_type": "market", "limit_price": Decimal("10")}, "limit_price"),
+        ({"order_type": "market", "time_in_force": "gtc"}, "time_in_force"),
+    ],
+)
+def test_placement_itself_refuses_an_order_the_api_would_refuse(db, fields, field):
+    """Any caller of trade_place, not only the API, gets the order-shape rules."""
+    customer, _ = make_customer("10000.00")
+    fields = {"quantity": "1", "time_in_force": "day", **fields}
+    with pytest.raises(InvalidOrder) as refused:
+        trade_place(
+            customer=customer,
+            symbol="AAPL",
+            side="buy",
+            quantity=Decimal(fields.pop("quantity")),
+            order_type=fields.pop("order_type"),
+            price_source=fixed_price("100.00"),
+            **fields,
+        )
+    assert field in refused.value.errors
+    assert not Trade.objects.filter(account__customer=customer).exists()

@@ -1,14 +1,20 @@
+from datetime import timedelta
 from decimal import Decimal
 from itertools import product
 
 import pytest
+from django.utils import timezone
 
 from broker.models import Trade, TradeEvent
 from broker.services.placement import trade_place
 from broker.services.transitions import (
     ALLOWED,
+    RECONCILABLE,
     TERMINAL,
     IllegalTransition,
+    is_reconcilable,
+    stuck,
+    stuck_after,
     trade_transition,
 )
 from tests.factories import fixed_price, make_customer
@@ -65,3 +71,31 @@ def test_a_transition_from_a_status_the_trade_has_left_is_a_no_op(trade):
     )
     trade.refresh_from_db()
     assert trade.status == "submitted"
+
+
+@pytest.mark.parametrize("status", Status.values)
+@pytest.mark.parametrize("sent", [True, False])
+def test_reconcilable_means_the_same_in_a_query_and_in_memory(trade, status, sent):
+    """One rule, two forms: the job's query and the admin's, the command's and the
+    executor's check must never disagree on a trade."""
+    Trade.objects.filter(pk=trade.pk).update(
+        status=status, submitted_at=timezone.now() if sent else None
+    )
+    trade.refresh_from_db()
+    in_query = Trade.objects.filter(RECONCILABLE, pk=trade.pk).exists()
+    assert is_reconcilable(trade) == in_query
+    # Never before it was sent, never once finished.
+    if status == Status.ACCEPTED or status in TERMINAL:
+        assert not in_query
+
+
+def test_stuck_is_one_threshold_for_the_dashboard_and_the_job(trade, settings):
+    settings.STUCK_TRADE_SECONDS = 60
+    now = timezone.now()
+    Trade.objects.filter(pk=trade.pk).update(updated_at=now - timedelta(seconds=59))
+    assert not Trade.objects.filter(stuck(now=now), pk=trade.pk).exists()
+    Trade.objects.filter(pk=trade.pk).update(updated_at=now - timedelta(seconds=61))
+    assert Trade.objects.filter(stuck(now=now), pk=trade.pk).exists()
+    assert stuck_after() == timedelta(seconds=60)
+    Trade.objects.filter(pk=trade.pk).update(status=Status.FILLED)
+    assert not Trade.objects.filter(stuck(now=now), pk=trade.pk).exists()
