@@ -9,6 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -25,19 +26,28 @@ from broker.errors import BrokerError
 from broker.models import (
     Account,
     ApiToken,
+    BalanceAdjustmentRequest,
     ConsumerOffset,
     Customer,
     DeadLetter,
     Execution,
-    FeedCursor,
+    FixJournal,
+    FixSession,
     IdempotencyRecord,
     LedgerEntry,
     OutboxEvent,
     Position,
+    QuarantinedMessage,
     TopicLeader,
     Trade,
 )
 from broker.money import CASH_ASSET, CASH_PLACES
+from broker.services.adjustments import (
+    adjustment_needs_approval,
+    adjustment_request_approve,
+    adjustment_request_create,
+    adjustment_request_reject,
+)
 from broker.services.cancellation import trade_request_cancel, trade_request_reconcile
 from broker.services.customers import account_adjust
 from broker.services.transitions import CANCELABLE, is_reconcilable, stuck_after
@@ -196,6 +206,8 @@ class AccountAdmin(ReadOnlyAdmin):
         if request.method == "POST" and form.is_valid():
             amount = form.cleaned_data["amount"]
             reason = form.cleaned_data["reason"]
+            if adjustment_needs_approval(amount):
+                return self._request_adjustment(request, account, amount, reason)
             try:
                 # The adjustment and its admin log entry commit together.
                 with transaction.atomic():
@@ -237,11 +249,159 @@ class AccountAdmin(ReadOnlyAdmin):
             "original": account,
             "form": form,
             "media": self.media + form.media,
+            "approval_limit": settings.ADMIN_ADJUSTMENT_APPROVAL_LIMIT,
+            "cash_asset": CASH_ASSET,
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(
             request, "admin/broker/account/adjust_balance.html", context
         )
+
+    def _request_adjustment(
+        self, request: HttpRequest, account: Account, amount: Decimal, reason: str
+    ) -> HttpResponse:
+        """Above the approval limit: record a request (and say so in the admin
+        log, with the account) for another staff member to decide."""
+        with transaction.atomic():
+            pending = adjustment_request_create(
+                account=account,
+                amount=amount,
+                reason=reason,
+                requested_by=request.user,
+            )
+            self.log_addition(
+                request, pending, f"Requested {amount:+} {CASH_ASSET}: {reason}"
+            )
+            self.log_change(
+                request,
+                account,
+                f"Requested a cash adjustment of {amount:+} {CASH_ASSET} (request "
+                f"#{pending.pk}, awaiting another staff member's approval): {reason}",
+            )
+        self.message_user(
+            request,
+            f"An adjustment of {amount:+} {CASH_ASSET} is above the approval limit "
+            f"({settings.ADMIN_ADJUSTMENT_APPROVAL_LIMIT} {CASH_ASSET}): request "
+            f"#{pending.pk} awaits another staff member's approval; nothing moved.",
+            messages.WARNING,
+        )
+        return HttpResponseRedirect(
+            reverse("admin:broker_balanceadjustmentrequest_change", args=[pending.pk])
+        )
+
+
+class AdjustmentStatusFilter(admin.SimpleListFilter):
+    """Pending first: what needs someone is what the list opens on."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return BalanceAdjustmentRequest.Status.choices
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(status=self.value())
+        return queryset
+
+
+@admin.register(BalanceAdjustmentRequest)
+class BalanceAdjustmentRequestAdmin(ReadOnlyAdmin):
+    """Four eyes: adjustments above ADMIN_ADJUSTMENT_APPROVAL_LIMIT wait here for a
+    staff member other than the requester to approve (posts the ledger entry) or
+    reject them. Each decision is logged on the request and on the account."""
+
+    list_display = (
+        "id",
+        "account",
+        "amount",
+        "reason",
+        "status",
+        "requested_by",
+        "requested_at",
+        "decided_by",
+        "decided_at",
+    )
+    list_filter = (AdjustmentStatusFilter,)
+    list_select_related = ("account__customer__user", "requested_by", "decided_by")
+    search_fields = ("account__customer__user__username", "reason")
+    ordering = ("-requested_at",)
+    actions = ["approve_requests", "reject_requests"]
+
+    def has_decide_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("broker.change_account")
+
+    @admin.action(
+        description="Approve selected adjustments (posts them)",
+        permissions=["decide"],
+    )
+    def approve_requests(self, request: HttpRequest, queryset) -> None:
+        self._decide(request, queryset, approve=True)
+
+    @admin.action(description="Reject selected adjustments", permissions=["decide"])
+    def reject_requests(self, request: HttpRequest, queryset) -> None:
+        self._decide(request, queryset, approve=False)
+
+    def _decide(self, request: HttpRequest, queryset, *, approve: bool) -> None:
+        done: list[str] = []
+        skipped: list[str] = []
+        account_admin = self.admin_site._registry[Account]
+        for pending in queryset.order_by("requested_at"):
+            try:
+                # The decision, its ledger entry and both log entries: one
+                # transaction (a refused entry leaves the request pending).
+                with transaction.atomic():
+                    if approve:
+                        decided = adjustment_request_approve(
+                            request_id=pending.pk, approver=request.user
+                        )
+                    else:
+                        decided = adjustment_request_reject(
+                            request_id=pending.pk, rejecter=request.user
+                        )
+                    self._log_decision(request, account_admin, decided)
+            except BrokerError as exc:
+                skipped.append(f"#{pending.pk} ({exc.detail})")
+            except (IntegrityError, DataError):
+                skipped.append(
+                    f"#{pending.pk} (the database refused it: cash may not go below "
+                    "zero nor below the reserved cash)"
+                )
+            else:
+                done.append(f"#{decided.pk}")
+        verb = "Approved and posted" if approve else "Rejected"
+        if done:
+            self.message_user(
+                request,
+                f"{verb} {len(done)} adjustment(s): {_name_all(done)}.",
+                messages.SUCCESS,
+            )
+        if skipped:
+            self.message_user(
+                request,
+                f"Skipped {len(skipped)} adjustment(s): {_name_all(skipped)}.",
+                messages.WARNING,
+            )
+
+    def _log_decision(
+        self, request: HttpRequest, account_admin, decided: BalanceAdjustmentRequest
+    ) -> None:
+        requester = decided.requested_by.get_username()
+        decider = decided.decided_by.get_username()
+        names = f"requested by {requester}, {decided.status} by {decider}"
+        self.log_change(request, decided, f"{decided.status.capitalize()}: {names}.")
+        if decided.status == BalanceAdjustmentRequest.Status.APPROVED:
+            message = (
+                f"Adjusted cash by {decided.amount:+} {CASH_ASSET} (now "
+                f"{decided.account.cash}): {decided.reason} — {names} "
+                f"(request #{decided.pk})"
+            )
+        else:
+            message = (
+                f"Cash adjustment of {decided.amount:+} {CASH_ASSET} not made: "
+                f"{names} (request #{decided.pk})"
+            )
+        account_admin.log_change(request, decided.account, message)
 
 
 @admin.register(Position)
@@ -295,6 +455,19 @@ class StuckFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if self.value() == "yes":
             return queryset.filter(pk__in=ops.stuck_trades().values("pk"))
+        return queryset
+
+
+class NeedsReviewFilter(admin.SimpleListFilter):
+    title = "needs review"
+    parameter_name = "review"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "A report from the exchange was quarantined")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(review_reason="")
         return queryset
 
 
@@ -355,6 +528,7 @@ class TradeAdmin(ReadOnlyAdmin):
         "symbol",
         TradeAgeFilter,
         StuckFilter,
+        NeedsReviewFilter,
         CustomerFilter,
     )
     search_fields = (
@@ -389,6 +563,7 @@ class TradeAdmin(ReadOnlyAdmin):
                     "hold_remaining",
                     "exchange_order_id",
                     "reject_reason",
+                    "review_reason",
                 )
             },
         ),
@@ -596,10 +771,29 @@ class ConsumerOffsetAdmin(ReadOnlyAdmin):
     ordering = ("topic", "partition")
 
 
-@admin.register(FeedCursor)
-class FeedCursorAdmin(ReadOnlyAdmin):
-    list_display = ("session", "last_seq", "updated_at")
-    ordering = ("session",)
+@admin.register(FixSession)
+class FixSessionAdmin(ReadOnlyAdmin):
+    """Each topic's FIX session: the numbers every leader continues from."""
+
+    list_display = (
+        "sender_comp_id",
+        "topic",
+        "next_out_seq",
+        "next_in_seq",
+        "reset_requested",
+        "updated_at",
+    )
+    ordering = ("sender_comp_id",)
+
+
+@admin.register(FixJournal)
+class FixJournalAdmin(ReadOnlyAdmin):
+    """What was sent to the exchange, kept to answer its resend requests."""
+
+    list_display = ("session", "seq", "msg_type", "trade", "sending_time")
+    list_filter = ("session", "msg_type")
+    search_fields = ("=trade__id", "body")
+    ordering = ("-created_at",)
 
 
 # --- API plumbing ---------------------------------------------------------------
@@ -686,6 +880,66 @@ def _index_with_dashboard(request, extra_context=None):
 
 
 admin.site.index = _index_with_dashboard
+
+
+class ReviewedFilter(admin.SimpleListFilter):
+    title = "reviewed"
+    parameter_name = "reviewed"
+
+    def lookups(self, request, model_admin):
+        return [("no", "Not reviewed yet"), ("yes", "Reviewed")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("no", "yes"):
+            return queryset.filter(reviewed_at__isnull=self.value() == "no")
+        return queryset
+
+
+@admin.register(QuarantinedMessage)
+class QuarantinedMessageAdmin(ReadOnlyAdmin):
+    """What the exchange sent that was not booked: garbled, impossible, or failing
+    the trust checks (docs/FIX.md). The raw message is kept; nothing moved."""
+
+    list_display = (
+        "created_at",
+        "session",
+        "seq",
+        "msg_type",
+        "trade",
+        "reason",
+        "reviewed_at",
+    )
+    list_filter = (ReviewedFilter, "session", "msg_type")
+    search_fields = ("reason", "raw", "=trade__id")
+    readonly_fields = (
+        "session",
+        "seq",
+        "msg_type",
+        "trade",
+        "reason",
+        "raw",
+        "epoch",
+        "created_at",
+        "reviewed_at",
+    )
+    actions = ["mark_reviewed"]
+
+    @admin.action(description="Mark reviewed (the trade's flag is cleared)")
+    def mark_reviewed(self, request: HttpRequest, queryset) -> None:
+        now = timezone.now()
+        marked = 0
+        for message in queryset.filter(reviewed_at__isnull=True):
+            QuarantinedMessage.objects.filter(pk=message.pk).update(reviewed_at=now)
+            if (
+                message.trade_id
+                and not QuarantinedMessage.objects.filter(
+                    trade_id=message.trade_id, reviewed_at__isnull=True
+                ).exists()
+            ):
+                Trade.objects.filter(pk=message.trade_id).update(review_reason="")
+            self.log_change(request, message, "marked reviewed")
+            marked += 1
+        self.message_user(request, f"{marked} quarantined message(s) marked reviewed")
 
 
 @admin.register(DeadLetter)

@@ -44,6 +44,31 @@ class UnknownSymbol(BrokerError):
     title = "Unknown symbol"
 
 
+class PriceOutOfRange(BrokerError):
+    """The exchange's last price is above what the broker trades (money.MAX_PRICE):
+    a hold against it might not fit its columns."""
+
+    status = 422
+    code = "price_out_of_range"
+    title = "Price out of range"
+
+
+class AdjustmentAlreadyDecided(BrokerError):
+    """A balance adjustment request was approved or rejected already."""
+
+    status = 409
+    code = "adjustment_already_decided"
+    title = "Adjustment already decided"
+
+
+class FourEyesRequired(BrokerError):
+    """The staff member who asked for an adjustment cannot decide it."""
+
+    status = 403
+    code = "four_eyes_required"
+    title = "Another staff member must decide"
+
+
 class ExchangeUnavailable(BrokerError):
     status = 503
     code = "exchange_unavailable"

@@ -42,8 +42,15 @@ class Event:
                 event_type=str(body["event_type"]),
                 payload=dict(body["payload"]),
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UndecodableEvent(str(exc)) from exc
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            # A number too large for an int ("1e999"), JSON nested too deep.
+            OverflowError,
+            RecursionError,
+        ) as exc:
+            raise UndecodableEvent(f"{type(exc).__name__}: {exc}") from exc
         return event
 
 

@@ -23,6 +23,7 @@ from broker.audit import ledger_discrepancies
 from broker.events import EventType
 from broker.models import (
     Account,
+    FixJournal,
     IdempotencyRecord,
     OutboxEvent,
     Position,
@@ -183,8 +184,9 @@ def _delete_in_batches(table: str, where: str, params: list, batch: int) -> int:
 
 def prune_outbox(retention: timedelta, *, batch: int = PRUNE_BATCH) -> dict[str, int]:
     """Delete published outbox events created longer than ``retention`` ago (never
-    an unpublished one), and idempotency records older than
-    IDEMPOTENCY_TTL_HOURS. Returns the counts deleted."""
+    an unpublished one), idempotency records older than IDEMPOTENCY_TTL_HOURS and
+    FIX journal rows older than FIX_JOURNAL_RETENTION_HOURS (a resend reaching
+    further back gets a GapFill). Returns the counts deleted."""
     started = time.monotonic()
     now = timezone.now()
     outbox = _delete_in_batches(
@@ -199,15 +201,22 @@ def prune_outbox(retention: timedelta, *, batch: int = PRUNE_BATCH) -> dict[str,
         [now - timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS)],
         batch,
     )
+    fix_journal = _delete_in_batches(
+        FixJournal._meta.db_table,
+        "created_at < %s",
+        [now - timedelta(hours=settings.FIX_JOURNAL_RETENTION_HOURS)],
+        batch,
+    )
     logger.info(
         "job=prune_outbox retention_h=%g outbox_deleted=%d "
-        "idempotency_deleted=%d duration_ms=%d",
+        "idempotency_deleted=%d fix_journal_deleted=%d duration_ms=%d",
         retention.total_seconds() / 3600,
         outbox,
         idempotency,
+        fix_journal,
         _ms_since(started),
     )
-    return {"outbox": outbox, "idempotency": idempotency}
+    return {"outbox": outbox, "idempotency": idempotency, "fix_journal": fix_journal}
 
 
 # --- Ledger audit ---------------------------------------------------------------

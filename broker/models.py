@@ -171,6 +171,9 @@ class Trade(models.Model):
     average_price = _price(null=True, blank=True)
     exchange_order_id = models.CharField(max_length=64, blank=True, default="")
     reject_reason = models.CharField(max_length=200, blank=True, default="")
+    # Why operations must look at this trade (a report from the exchange failed
+    # the trust checks and was quarantined); empty when nothing is wrong.
+    review_reason = models.CharField(max_length=300, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     filled_at = models.DateTimeField(null=True, blank=True)
@@ -306,6 +309,69 @@ class LedgerEntry(models.Model):
         return f"{self.kind} {self.bucket} {self.asset} {self.amount:+}"
 
 
+class BalanceAdjustmentRequest(models.Model):
+    """A cash adjustment above ``ADMIN_ADJUSTMENT_APPROVAL_LIMIT``, waiting for a
+    second staff member (four eyes). Nothing moves until another staff user
+    approves it; the approval then posts the ledger entry (``account_adjust``)
+    naming both. Decided once: pending -> approved or rejected by a conditional
+    UPDATE (broker/services/adjustments.py), so approving twice posts once."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="adjustment_requests"
+    )
+    amount = _money()
+    reason = models.CharField(max_length=200)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "requested_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(amount=0), name="adjustment_request_amount_nonzero"
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(status="pending")
+                    & Q(decided_by__isnull=True)
+                    & Q(decided_at__isnull=True)
+                )
+                | (
+                    ~Q(status="pending")
+                    & Q(decided_by__isnull=False)
+                    & Q(decided_at__isnull=False)
+                ),
+                name="adjustment_request_decided_iff_not_pending",
+            ),
+            # Four eyes: whoever asked can neither approve nor reject.
+            models.CheckConstraint(
+                condition=~Q(decided_by=F("requested_by")),
+                name="adjustment_request_decided_by_another",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"adjustment #{self.pk} {self.amount:+} ({self.status})"
+
+
 class OutboxEvent(models.Model):
     """An event to publish to Kafka, written in the same transaction as the change it
     announces. The relay publishes unpublished rows in id order and then stamps
@@ -376,6 +442,7 @@ class TradeEvent(models.Model):
         HANDLED = "handled", "message handled by the executor"
         REPORT = "report", "execution report from the exchange"
         FILL = "fill", "execution booked"
+        QUARANTINE = "quarantine", "exchange message quarantined"
 
     trade = models.ForeignKey(Trade, on_delete=models.PROTECT, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)
@@ -390,18 +457,6 @@ class TradeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.status} ({self.trade_id})"
-
-
-class FeedCursor(models.Model):
-    """Last execution-report sequence applied per exchange session (one session per
-    topic), written in the same fenced transaction as the reports it covers."""
-
-    session = models.CharField(max_length=128, primary_key=True)
-    last_seq = models.BigIntegerField(default=0)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    def __str__(self) -> str:
-        return f"{self.session} @ {self.last_seq}"
 
 
 class IdempotencyRecord(models.Model):
@@ -442,17 +497,28 @@ class ApiToken(models.Model):
     prefix = models.CharField(max_length=8)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Sliding expiry: a token is live until ``last_used_at + TOKEN_TTL_HOURS``.
+    # Written at most once a minute per token (broker.services.tokens), so the
+    # request hot path does not write on every call.
+    last_used_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # The prefix names a token in ``DELETE /api/v1/auth/tokens/<prefix>``.
+            models.UniqueConstraint(
+                fields=["user", "prefix"], name="api_token_prefix_unique_per_user"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user_id})"
 
 
 class DeadLetter(models.Model):
-    """A message the executor could not process (undecodable, unknown type, or
-    failing every retry): copied to the dead-letter topic and recorded here, in the
-    same fenced transaction that moves the topic's offset past it. An execution
-    report that fails every attempt is recorded here too, with ``topic`` =
-    ``feed:<session>`` and ``offset`` = its feed seq (it never was a Kafka message)."""
+    """A Kafka message the executor could not process (undecodable, unknown type,
+    or failing every retry): copied to the dead-letter topic and recorded here, in
+    the same fenced transaction that moves the topic's offset past it. (What the
+    exchange sends that cannot be booked is a QuarantinedMessage instead.)"""
 
     topic = models.CharField(max_length=128)
     partition = models.IntegerField()
@@ -471,3 +537,88 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.topic}[{self.partition}]@{self.offset}: {self.reason}"
+
+
+class FixSession(models.Model):
+    """The sequence state of one FIX session (one per topic, docs/FIX.md), carried
+    from leader to leader: written only in the leader's fenced transactions, so a
+    new leader continues the numbering where the old one stopped."""
+
+    sender_comp_id = models.CharField(max_length=64, primary_key=True)
+    topic = models.CharField(max_length=128, unique=True)
+    # The MsgSeqNum the next message we send takes.
+    next_out_seq = models.BigIntegerField(default=1)
+    # The MsgSeqNum we expect next from the exchange (everything below is booked).
+    next_in_seq = models.BigIntegerField(default=1)
+    # An operator asked for ResetSeqNumFlag=Y at the next logon (a new trading
+    # day agreed with the venue); never set by the code's own recovery.
+    reset_requested = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(next_out_seq__gte=1) & Q(next_in_seq__gte=1),
+                name="fix_session_seq_gte_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sender_comp_id}: out {self.next_out_seq} in {self.next_in_seq}"
+
+
+class FixJournal(models.Model):
+    """An application message we sent (or are about to: journaled in the same
+    transaction that allocates its MsgSeqNum, before it is written), kept to
+    answer the exchange's ResendRequest with the same body."""
+
+    session = models.CharField(max_length=64)
+    seq = models.BigIntegerField()
+    msg_type = models.CharField(max_length=4)
+    trade = models.ForeignKey(
+        Trade, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # The application fields, tag=value joined by SOH (header added at sending).
+    body = models.TextField()
+    # The first SendingTime: OrigSendingTime(122) of every resend.
+    sending_time = models.CharField(max_length=32)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "seq"], name="fix_journal_unique_seq"
+            ),
+        ]
+        indexes = [models.Index(fields=["trade", "msg_type"])]
+        verbose_name_plural = "FIX journal"
+
+    def __str__(self) -> str:
+        return f"{self.session} #{self.seq} {self.msg_type}"
+
+
+class QuarantinedMessage(models.Model):
+    """A message from the exchange that was not acted on: garbled, impossible or
+    failing the trust checks (docs/FIX.md, "The trust boundary"). Nothing was
+    booked for it; the trade it names, if any, is flagged for review."""
+
+    session = models.CharField(max_length=64)
+    # Its MsgSeqNum, when it could be read.
+    seq = models.BigIntegerField(null=True, blank=True)
+    msg_type = models.CharField(max_length=8, blank=True, default="")
+    trade = models.ForeignKey(
+        Trade,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="quarantined_messages",
+    )
+    reason = models.CharField(max_length=500)
+    # The message as received, SOH shown as |.
+    raw = models.TextField()
+    epoch = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.session} #{self.seq} {self.msg_type}: {self.reason}"

@@ -16,7 +16,8 @@ from broker.jobs import last_audit
 from broker.models import (
     ConsumerOffset,
     Execution,
-    FeedCursor,
+    FixJournal,
+    FixSession,
     LedgerEntry,
     OutboxEvent,
     TopicLeader,
@@ -106,7 +107,7 @@ def dashboard(*, now: datetime | None = None) -> dict:
 @dataclass(frozen=True)
 class TimelineEntry:
     at: datetime
-    source: str  # "api" | "event" | "outbox" | "execution" | "ledger"
+    source: str  # "api" | "event" | "outbox" | "fix" | "execution" | "ledger"
     kind: str
     status: str
     epoch: int | None
@@ -114,7 +115,19 @@ class TimelineEntry:
 
 
 # At one instant: the request before what it caused.
-_SOURCE_ORDER = {"api": 0, "event": 1, "outbox": 2, "execution": 3, "ledger": 4}
+_SOURCE_ORDER = {
+    "api": 0,
+    "event": 1,
+    "outbox": 2,
+    "fix": 3,
+    "execution": 4,
+    "ledger": 5,
+}
+_FIX_MESSAGES = {
+    "D": "NewOrderSingle",
+    "F": "OrderCancelRequest",
+    "H": "OrderStatusRequest",
+}
 
 
 def _pairs(detail: dict, skip: tuple[str, ...] = ()) -> str:
@@ -212,8 +225,8 @@ def _describe_origin(origin: dict) -> str:
 
 def trade_timeline(trade: Trade) -> list[TimelineEntry]:
     """Everything that happened to a trade, oldest first: the API request that
-    placed it, its TradeEvent rows, its outbox rows (enqueued and published), its
-    executions and its ledger entries."""
+    placed it, its TradeEvent rows, its outbox rows (enqueued and published), the
+    FIX messages sent about it, its executions and its ledger entries."""
     entries: list[tuple[tuple, TimelineEntry]] = []
 
     def add(entry: TimelineEntry, row_id: int, order: int = 0) -> None:
@@ -275,6 +288,19 @@ def trade_timeline(trade: Trade) -> list[TimelineEntry]:
                 outbox.pk,
                 1,
             )
+    for sent in FixJournal.objects.filter(trade=trade).order_by("id"):
+        name = _FIX_MESSAGES.get(sent.msg_type, f"MsgType {sent.msg_type}")
+        add(
+            TimelineEntry(
+                at=sent.created_at,
+                source="fix",
+                kind="sent",
+                status="",
+                epoch=None,
+                detail=f"{name} #{sent.seq} on {sent.session}",
+            ),
+            sent.pk,
+        )
     for fill in Execution.objects.filter(trade=trade).order_by("id"):
         add(
             TimelineEntry(
@@ -346,7 +372,7 @@ def leadership_live() -> dict[str, list[str]] | None:
 def leadership_overview(live: dict[str, list[str]] | None) -> list[dict]:
     """One row per topic: the fence in PostgreSQL (holder, epoch, since), the live
     contenders (None when ZooKeeper was unreachable), the consumer offsets and the
-    exchange feed cursor (one session per topic)."""
+    topic's FIX session (its sequence numbers)."""
     topics = all_topics()
     leaders = {row.topic: row for row in TopicLeader.objects.filter(topic__in=topics)}
     offsets: dict[str, list[ConsumerOffset]] = {}
@@ -354,7 +380,7 @@ def leadership_overview(live: dict[str, list[str]] | None) -> list[dict]:
         "topic", "partition"
     ):
         offsets.setdefault(offset.topic, []).append(offset)
-    cursors = {c.session: c for c in FeedCursor.objects.filter(session__in=topics)}
+    sessions = {s.topic: s for s in FixSession.objects.filter(topic__in=topics)}
     rows = []
     for topic in topics:
         contenders = None if live is None else live.get(topic, [])
@@ -366,7 +392,7 @@ def leadership_overview(live: dict[str, list[str]] | None) -> list[dict]:
                 "contenders": contenders,
                 "live_leader": contenders[0] if contenders else None,
                 "offsets": offsets.get(topic, []),
-                "feed_cursor": cursors.get(topic),
+                "fix_session": sessions.get(topic),
             }
         )
     return rows

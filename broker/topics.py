@@ -23,3 +23,10 @@ def topic_for_customer(customer_id: int) -> str:
 def dead_letter_topic() -> str:
     """Where the executors put messages they can never process."""
     return f"{settings.TRADE_TOPIC_PREFIX}.dlq"
+
+
+def fix_sender_comp_id(topic: str) -> str:
+    """The SenderCompID of the topic's FIX session: ``<FIX_SENDER_COMP_ID>-<n>``
+    for topic ``<prefix>.<n>`` (docs/FIX.md)."""
+    index = topic.rsplit(".", 1)[-1]
+    return f"{settings.FIX_SENDER_COMP_ID}-{index}"

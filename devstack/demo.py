@@ -1,9 +1,14 @@
 """The demo's workload, over real HTTP: concurrent market buys for several customers,
 plus one of each interesting path — a limit order that rests and fills when the
-price crosses, a resting order canceled, and an order filled in several parts."""
+price crosses, a resting order canceled, and an order filled in several parts.
+
+It rides out a process being killed and restarted underneath it: placements carry an
+``Idempotency-Key`` and are retried while the api is unreachable, reads are retried,
+and every wait gives up at once when the demo is stopping."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -13,9 +18,13 @@ import requests
 
 from broker.money import to_cents
 from broker.services.transitions import TERMINAL
+from devstack.launcher import Stopping
 from devstack.wait import NotReady, wait_until
+from exchange_mock.admin import admin_headers
 
 SYMBOLS = ["AAPL", "MSFT", "GOOG", "AMZN", "TSLA", "NVDA", "META", "NFLX"]
+# How long a placement is retried while the api is unreachable (being restarted).
+PLACE_RETRY_SECONDS = 60.0
 
 
 @dataclass
@@ -32,19 +41,49 @@ class DemoTrade:
 
 
 class DemoApi:
-    def __init__(self, api_url: str, exchange_url: str) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        exchange_url: str,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.api_url = api_url
         self.exchange_url = exchange_url
+        # Polled by every wait: True once the demo is shutting down.
+        self.stopping = stopping
 
     def _session(self, token: str) -> requests.Session:
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {token}"
         return session
 
+    def _unless_stopping(self, probe: Callable[[], object]) -> Callable[[], object]:
+        def checked() -> object:
+            if self.stopping():
+                raise Stopping("the demo is stopping")
+            return probe()
+
+        return checked
+
     def place(self, token: str, **order) -> dict:
+        """POST the trade; a connection error is retried with the same
+        ``Idempotency-Key``, so a retry never places a second trade."""
         body = {"side": "buy", "type": "market", **order}
-        response = self._session(token).post(
-            f"{self.api_url}/api/v1/trades", json=body, timeout=30
+        session = self._session(token)
+        session.headers["Idempotency-Key"] = uuid.uuid4().hex
+        # In a tuple: a Response is falsy on a 4xx, which must end the wait too.
+        (response,) = wait_until(
+            self._unless_stopping(
+                lambda: (
+                    session.post(
+                        f"{self.api_url}/api/v1/trades", json=body, timeout=30
+                    ),
+                )
+            ),
+            timeout=PLACE_RETRY_SECONDS,
+            interval=0.5,
+            retry_on=(requests.ConnectionError,),
+            what="the api to take a placement",
         )
         if response.status_code != 201:
             raise RuntimeError(
@@ -72,7 +111,11 @@ class DemoApi:
             return body if body["status"] in statuses else None
 
         return wait_until(
-            reached, timeout=timeout, interval=0.1, what=f"trade {trade_id} {statuses}"
+            self._unless_stopping(reached),
+            timeout=timeout,
+            interval=0.1,
+            retry_on=(requests.RequestException, ValueError, KeyError),
+            what=f"trade {trade_id} {statuses}",
         )
 
     def last_price(self, symbol: str) -> Decimal:
@@ -81,7 +124,10 @@ class DemoApi:
 
     def set_quote(self, symbol: str, **body: str) -> None:
         requests.post(
-            f"{self.exchange_url}/admin/quotes/{symbol}", json=body, timeout=10
+            f"{self.exchange_url}/admin/quotes/{symbol}",
+            json=body,
+            headers=admin_headers(),
+            timeout=10,
         ).raise_for_status()
 
 

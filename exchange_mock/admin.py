@@ -1,22 +1,29 @@
-"""Operator and test controls (no auth: a simulator bound to loopback)::
+"""Operator and test controls::
 
     POST /admin/quotes/<symbol>   {"last"?, "size"?}  200 quote, matching done
     POST /admin/session/close     200 clock (open day orders expired)
     POST /admin/session/open      200 clock (resting orders matched)
-    GET  /admin/stats             200 {"orders", "open_orders", "feed_waiters", ...}
+    GET  /admin/stats             200 {"orders", "open_orders", "connections"}
     GET  /admin/faults            200 {"config", "counters"}
     POST /admin/faults            {...} replaces the config ({} clears) -> 200
 
 Fault injection never applies here, so the operator can always clear it. An
-empty body counts as ``{}``.
+empty body counts as ``{}``. With ``EXCHANGE_ADMIN_TOKEN`` set (required unless
+the exchange binds a loopback address) every ``/admin`` path needs
+``Authorization: Bearer <token>``: 401 ``unauthorized`` otherwise, before
+routing.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
+import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
+from exchange_mock.config import ADMIN_TOKEN_ENV
 from exchange_mock.faults import FaultConfig, FaultConfigError
 from exchange_mock.logfmt import log_event
 from exchange_mock.orders import MAX_PRICE, MAX_QUANTITY, QUANTITY_STEP
@@ -26,6 +33,40 @@ from exchange_mock.request import Request, Response, Routes, segment
 from exchange_mock.wire import CENT, parse_decimal
 
 logger = logging.getLogger(__name__)
+
+PREFIX = "/admin"
+
+
+def is_admin_path(path: str) -> bool:
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def authorize(h: Request, token: str | None) -> None:
+    """Nothing if ``token`` is None (open admin) or the request carries it as a
+    bearer token; else a 401 ``unauthorized`` problem. Compared in constant
+    time."""
+    if token is None:
+        return
+    scheme, _, sent = (h.headers.get("Authorization") or "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(
+        sent.strip().encode(), token.encode()
+    ):
+        return
+    raise Problem(
+        401,
+        "unauthorized",
+        "Unauthorized",
+        "the admin routes need Authorization: Bearer <EXCHANGE_ADMIN_TOKEN>",
+        headers={"WWW-Authenticate": 'Bearer realm="exchange-admin"'},
+    )
+
+
+def admin_headers(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What a client of these routes sends: the bearer token of
+    ``EXCHANGE_ADMIN_TOKEN`` when the environment sets one (the exchange started
+    from that environment then requires it), else nothing."""
+    token = (os.environ if env is None else env).get(ADMIN_TOKEN_ENV)
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def _body(h: Request) -> Any:

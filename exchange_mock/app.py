@@ -13,9 +13,10 @@ from exchange_mock.clock import ExchangeClock, MarketHours, MarketTimer
 from exchange_mock.config import Config, ConfigError
 from exchange_mock.engine import Exchange
 from exchange_mock.faults import Faults
+from exchange_mock.fixserver import FixAcceptor
 from exchange_mock.logfmt import configure, log_event
 from exchange_mock.quotes import QuoteBook, QuoteTicker
-from exchange_mock.server import ExchangeHTTPServer
+from exchange_mock.server import MARKET_DATA_ROUTES, ExchangeHTTPServer
 from exchange_mock.store import OrderStore
 
 logger = logging.getLogger("exchange_mock")
@@ -42,19 +43,58 @@ def main() -> int:
     quotes = QuoteBook(seed=config.seed, clock=clock.now, touch_size=config.touch_size)
     faults = Faults()
     exchange = Exchange(quotes, store, clock.now, hours=hours, faults=faults)
+    servers: list[ExchangeHTTPServer] = []
+    port = config.port
     try:
-        server = ExchangeHTTPServer((config.host, config.port), exchange, faults)
+        servers.append(
+            ExchangeHTTPServer(
+                (config.host, port), exchange, faults, admin_token=config.admin_token
+            )
+        )
+        if config.quotes_port is not None:
+            port = config.quotes_port
+            # Market data only: no orders, no admin, no /metrics.
+            servers.append(
+                ExchangeHTTPServer(
+                    (config.host, port),
+                    exchange,
+                    faults,
+                    route_table=MARKET_DATA_ROUTES,
+                    serves_metrics=False,
+                )
+            )
+    except OSError as exc:
+        log_event(
+            logger, "bind_error", logging.ERROR, host=config.host, port=port, error=exc
+        )
+        for bound in servers:
+            bound.server_close()
+        store.close()
+        return 1
+    server = servers[0]
+    try:
+        fix = FixAcceptor(
+            (config.fix_host, config.fix_port),
+            exchange,
+            faults,
+            comp_id=config.fix_comp_id,
+            username=config.fix_username,
+            password=config.fix_password,
+        )
     except OSError as exc:
         log_event(
             logger,
             "bind_error",
             logging.ERROR,
-            host=config.host,
-            port=config.port,
+            host=config.fix_host,
+            port=config.fix_port,
             error=exc,
         )
+        for bound in servers:
+            bound.server_close()
         store.close()
         return 1
+    server.fix_acceptor = fix  # its counters in /metrics
 
     stop = threading.Event()
 
@@ -70,12 +110,17 @@ def main() -> int:
     timer = MarketTimer(clock, hours, exchange.open_market, exchange.close_market)
     # serve_forever in its own thread: server.shutdown() must be called from
     # another thread, and the main thread has to stay free for signals.
-    serving = threading.Thread(
-        target=server.serve_forever,
-        kwargs={"poll_interval": 0.2},
-        name="http-accept",
-    )
-    serving.start()
+    serving = [
+        threading.Thread(
+            target=listener.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name=f"http-accept-{listener.server_port}",
+        )
+        for listener in servers
+    ]
+    for thread in serving:
+        thread.start()
+    fix.start()
     ticker.start()
     timer.start()
     status = exchange.clock_status()
@@ -83,6 +128,12 @@ def main() -> int:
         logger,
         "listening",
         address=server.url,
+        quotes_address=servers[1].url if len(servers) > 1 else None,
+        admin_token=config.admin_token is not None,
+        fix_address="{}:{}".format(*fix.address),
+        fix_comp_id=config.fix_comp_id,
+        fix_credentials=config.fix_username is not None
+        or config.fix_password is not None,
         store=config.store_path,
         orders=store.count(),
         seed=config.seed,
@@ -100,9 +151,11 @@ def main() -> int:
         log_event(logger, "stopping")
         timer.stop()
         ticker.stop()
-        exchange.feed.close()  # long-polls answer now, not at their deadline
-        server.stop()
-        serving.join()
+        fix.stop()  # Logouts first, while the store is still open
+        for listener in servers:
+            listener.stop()
+        for thread in serving:
+            thread.join()
         store.close()
         log_event(logger, "stopped")
     return 0

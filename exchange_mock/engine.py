@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -101,7 +101,8 @@ class SubmitResult:
 
 
 class Exchange:
-    """Orders in, executions out. Thread-safe; the HTTP layer is a thin shell."""
+    """Orders in, executions out. Thread-safe; the FIX layer
+    (:mod:`exchange_mock.fixapp`) is a thin shell."""
 
     def __init__(
         self,
@@ -199,6 +200,17 @@ class Exchange:
         """Cancel an open order of the caller's session; idempotent (see the
         module docstring). Raises :class:`UnknownOrderError` for an order that
         does not exist or belongs to another session."""
+        return self.cancel_request(client_order_id, fence)[0]
+
+    def cancel_request(
+        self,
+        client_order_id: str,
+        fence: Fence | None = None,
+        cancel_id: str | None = None,
+    ) -> tuple[Order, bool]:
+        """:meth:`cancel`, also saying whether THIS call canceled the order
+        (False: it was already terminal, returned unchanged). ``cancel_id``: the
+        ClOrdID of a FIX OrderCancelRequest, stored with the canceled report."""
         session_id = DEFAULT_SESSION if fence is None else fence.session_id
         with self._lock:
             if fence is not None:
@@ -213,40 +225,37 @@ class Exchange:
                     client_order_id=client_order_id,
                     status=order.status,
                 )
-                return order
-            change = cancel(order, self._clock())
+                return order, False
+            change = replace(cancel(order, self._clock()), cancel_id=cancel_id)
             self._apply([change])
-            return change.order
+            return change.order, True
 
     def get_order(self, client_order_id: str) -> Order | None:
         return self.store.get(client_order_id)
 
+    def order_snapshot(
+        self, client_order_id: str, session_id: str
+    ) -> tuple[Order | None, int]:
+        """The order (None if unknown or of another session) and the newest seq
+        of the session's feed, read together under the lock: the feed up to
+        that seq holds every report of the order's state, and nothing later."""
+        with self._lock:
+            order = self._open.get(client_order_id) or self.store.get(client_order_id)
+            if order is not None and order.session_id != session_id:
+                order = None
+            return order, self.store.last_seq(session_id)
+
     def list_orders(self) -> list[Order]:
         return self.store.list_orders()
 
-    # --- sessions and feeds ---
+    # --- sessions ---
 
     def logon(self, session_id: str, epoch: int) -> tuple[int, int]:
-        """Admit ``epoch`` for the session (raises StaleEpoch); returns the epoch
-        and the newest report seq of the session's feed."""
+        """Admit ``epoch`` for the session (a FIX Logon; raises StaleEpoch);
+        returns the epoch and the newest report seq of the session's feed."""
         with self._lock:
             self.epochs.admit(Fence(session_id, epoch))
             return epoch, self.feed.last_seq(session_id)
-
-    def read_reports(
-        self,
-        session_id: str,
-        after: int,
-        limit: int,
-        wait: float,
-        fence: Fence | None = None,
-    ) -> tuple[list[dict[str, Any]], int]:
-        """The feed read of :meth:`Feed.read`, after admitting ``fence``."""
-        if fence is not None:
-            with self._lock:
-                self.epochs.admit(fence)
-        # Outside the lock: a long-poll must not block the engine.
-        return self.feed.read(session_id, after, limit, wait)
 
     # --- quotes and the market session ---
 
@@ -280,11 +289,7 @@ class Exchange:
     def stats(self) -> dict[str, int]:
         with self._lock:
             open_orders = len(self._open)
-        return {
-            "orders": self.store.count(),
-            "open_orders": open_orders,
-            "feed_waiters": self.feed.waiting,
-        }
+        return {"orders": self.store.count(), "open_orders": open_orders}
 
     def clock_status(self) -> dict[str, Any]:
         now = self._clock()

@@ -48,12 +48,14 @@ REPORT_REJECTED = "rejected"
 
 @dataclass(frozen=True)
 class Change:
-    """One state change: the report type, the order right after it, and the
-    execution for a ``fill``."""
+    """One state change: the report type, the order right after it, the
+    execution for a ``fill``, and for a ``canceled`` asked for by a FIX
+    OrderCancelRequest its ClOrdID (the report answers that request)."""
 
     type: str
     order: Order
     execution: Execution | None = None
+    cancel_id: str | None = None
 
 
 def executable_price(order: Order, quote: Quote) -> Decimal | None:

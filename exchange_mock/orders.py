@@ -1,8 +1,9 @@
 """Orders: request validation and the order and execution records.
 
-Pure domain logic with no I/O: the HTTP layer turns a JSON body into an
-:class:`OrderRequest` via :func:`parse_order_request`; :mod:`exchange_mock.matching`
-moves an :class:`Order` through its states; the engine persists it.
+Pure domain logic with no I/O: the FIX layer turns a NewOrderSingle into the
+fields of an :class:`OrderRequest`, validated by :func:`parse_order_request`;
+:mod:`exchange_mock.matching` moves an :class:`Order` through its states; the
+engine persists it.
 
 Numbers are :class:`~decimal.Decimal` everywhere and travel as JSON strings.
 """
@@ -48,7 +49,8 @@ OPEN_STATUSES = frozenset({NEW, PARTIALLY_FILLED})
 PRICE_OUTSIDE_COLLAR = "price_outside_collar"
 MARKET_CLOSED = "market_closed"
 
-# Orders sent without session headers belong to this session.
+# Orders submitted to the engine without a fence (no FIX session: unit tests,
+# tools) belong to this session.
 DEFAULT_SESSION = "default"
 
 MAX_QUANTITY = Decimal("1000000000")
@@ -223,7 +225,8 @@ def _price_or_none(value: Decimal | None) -> str | None:
 
 
 def parse_order_request(body: object) -> OrderRequest:
-    """Validate a decoded JSON body; raises :class:`OrderValidationError`.
+    """Validate the fields of an order (a dict, as a decoded JSON body); raises
+    :class:`OrderValidationError`.
 
     Unknown fields are refused rather than ignored: a misspelt ``collar_price``
     would otherwise silently send an order without its price protection. A field

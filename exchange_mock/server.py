@@ -5,11 +5,14 @@ module is the top of the transport: it imports the routes, which know a request
 only through the protocol :class:`exchange_mock.request.Request` (satisfied by
 :class:`ExchangeRequestHandler`) and import nothing from here.
 
+Orders do not come this way: they enter through the FIX acceptor
+(:mod:`exchange_mock.fixserver`); HTTP serves the market data, read-only
+introspection (orders, FIX sessions, ``/metrics``) and the admin controls.
+
 Status policy: 400 = the request is malformed (fix it, do not resend as is);
-404 = no such resource (for an order: not in the caller's session); 409 = a
-conflict with state (``stale_epoch``, ``duplicate_client_order_id``); 422 =
-well-formed but refused, nothing stored; 503 ``injected_error`` = a fault
-injected on purpose, nothing processed. Every error is an RFC 9457 problem
+401 = an admin route without the token; 404 = no such resource; 405 = a known
+path, another method; 503 ``injected_error`` = a fault injected on purpose,
+nothing processed. Every error is an RFC 9457 problem
 (``application/problem+json``) with a stable ``code``; bad input never yields a
 500.
 
@@ -33,10 +36,10 @@ from urllib.parse import unquote, urlsplit
 
 from exchange_mock import admin, metrics, routes
 from exchange_mock.engine import Exchange
-from exchange_mock.faults import FaultPlan, Faults
+from exchange_mock.faults import Faults
 from exchange_mock.logfmt import kv, log_event
 from exchange_mock.problems import Problem
-from exchange_mock.request import Response
+from exchange_mock.request import Response, Routes
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ MAX_BODY_BYTES = 64 * 1024
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 ROUTES = routes.ROUTES + admin.ROUTES
+# The quotes port: prices for clients that must not reach orders or the admin.
+MARKET_DATA_ROUTES = routes.MARKET_DATA_ROUTES
 
 
 class ExchangeRequestHandler(BaseHTTPRequestHandler):
@@ -131,11 +136,17 @@ class ExchangeRequestHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self.body = b""
-        if self.command == "GET" and urlsplit(self.path).path == "/metrics":
+        if (
+            self.server.serves_metrics
+            and self.command == "GET"
+            and urlsplit(self.path).path == "/metrics"
+        ):
             # Scrapes are never subject to injected faults.
             self._send_bytes(
                 200,
-                metrics.render(self.exchange, self.server.faults),
+                metrics.render(
+                    self.exchange, self.server.faults, self.server.fix_acceptor
+                ),
                 metrics.CONTENT_TYPE,
             )
             return
@@ -178,22 +189,7 @@ class ExchangeRequestHandler(BaseHTTPRequestHandler):
                 500, "internal_error", "Internal error", "see the exchange's log"
             )
             response = (500, problem.to_json(), PROBLEM_JSON, {})
-        if not self._lose_answer(plan):
-            self._send(*response)
-
-    def _lose_answer(self, plan: FaultPlan) -> bool:
-        """Apply the faults that strike after processing; True if the answer is
-        lost (the connection is closed without it)."""
-        if plan.drop:
-            self._hang_up("dropped")
-            return True
-        if plan.hold_s is not None:
-            # The client sees a request that never completes: its own timeout
-            # fires first unless it waits longer than hold_s.
-            self.server.halt.wait(plan.hold_s)
-            self._hang_up("timed_out")
-            return True
-        return False
+        self._send(*response)
 
     def _hang_up(self, fault: str) -> None:
         log_event(
@@ -206,7 +202,10 @@ class ExchangeRequestHandler(BaseHTTPRequestHandler):
     def _route(self) -> Response:
         parts = urlsplit(self.path)
         self.query = parts.query
-        for pattern, methods in ROUTES:
+        if admin.is_admin_path(parts.path):
+            # Before routing: without the token, no answer tells which exist.
+            admin.authorize(self, self.server.admin_token)
+        for pattern, methods in self.server.routes:
             match = pattern.fullmatch(parts.path)
             if match is None:
                 continue
@@ -352,13 +351,26 @@ class ExchangeHTTPServer(ThreadingHTTPServer):
         address: tuple[str, int],
         exchange: Exchange,
         faults: Faults | None = None,
+        *,
+        admin_token: str | None = None,
+        route_table: Routes = ROUTES,
+        serves_metrics: bool = True,
     ) -> None:
+        """``admin_token``: required by ``/admin/*`` (None: open).
+        ``route_table``: what this listener serves (``MARKET_DATA_ROUTES`` for
+        the quotes port, which also leaves out ``/metrics``)."""
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.exchange = exchange
         self.faults = faults or Faults()
+        self.admin_token = admin_token
+        self.routes = route_table
+        self.serves_metrics = serves_metrics
+        # The FIX acceptor next to this server (set by the app): its counters
+        # are in /metrics.
+        self.fix_acceptor: Any = None
         self.stopping = False
-        # Set by stop(): cuts short injected delays and holds.
+        # Set by stop(): cuts short injected delays.
         self.halt = threading.Event()
         self._connections_lock = threading.Lock()
         self._connections: dict[ExchangeRequestHandler, str] = {}
@@ -423,7 +435,7 @@ class ExchangeHTTPServer(ThreadingHTTPServer):
 
         Guarantee: every request the exchange processes is answered; a request
         racing the stop on an idle connection is dropped unprocessed (the client
-        sees a reset and resends; orders are idempotent).
+        sees a reset and may resend).
         """
         self.halt.set()
         self.shutdown()  # the accept loop ends; nothing new is accepted

@@ -1,5 +1,6 @@
-"""SQLite persistence: orders, executions, report feeds, session epochs, and the
-market state.
+"""SQLite persistence: orders, executions, report feeds, session epochs, the
+market state, and the FIX sessions' tables (read and written by
+:mod:`exchange_mock.fixstore` through :meth:`OrderStore.transaction`).
 
 Contracts:
 
@@ -23,7 +24,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -76,6 +78,22 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+-- FIX sessions (exchange_mock.fixstore). New tables only, created on every
+-- start: no version bump, an older exchange opening the file just ignores them.
+CREATE TABLE IF NOT EXISTS fix_sessions (
+    session_id TEXT PRIMARY KEY,
+    next_out INTEGER NOT NULL CHECK (next_out >= 1),
+    next_in INTEGER NOT NULL CHECK (next_in >= 1),
+    feed_cursor INTEGER NOT NULL CHECK (feed_cursor >= 0)
+);
+CREATE TABLE IF NOT EXISTS fix_journal (
+    session_id TEXT NOT NULL REFERENCES fix_sessions (session_id),
+    seq INTEGER NOT NULL,
+    msg_type TEXT NOT NULL,
+    sending_time TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
 );
 """
 
@@ -136,6 +154,14 @@ class OrderStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """The store's connection, under its lock, in one transaction: committed
+        when the block ends, rolled back if it raises. For the FIX session state
+        (:mod:`exchange_mock.fixstore`), which shares this file and this lock."""
+        with self._lock, self._conn:
+            yield self._conn
 
     # --- orders ---
 

@@ -16,21 +16,18 @@ from django.db import close_old_connections
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import KazooException
 
-from broker.exchange_client import ExchangeClient, ExchangeError, StaleEpoch
 from broker.kafka_admin import ensure_topics
 from broker.observability.metrics import EPOCH, LEADER, MESSAGES
 from broker.observability.server import serve_worker_endpoints
 from executor.balance import LeadershipBalance
-from executor.batch import handle_messages
-from executor.booked import BookedOrders
 from executor.consumer import TopicConsumer
 from executor.db_session import ConnectionRefresher
 from executor.dead_letters import KafkaDeadLetterSink
 from executor.election import TopicCandidate
-from executor.feed import FeedFollower
 from executor.fencing import Fence, Fenced, topic_leader_claim
-from executor.handlers import MessagePosition
-from executor.retry import Backoff
+from executor.fix.session import FixSession, SessionConfig
+from executor.orderflow import MessagePosition, Window, handle_messages
+from executor.reports import ReportBooking
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +43,8 @@ LAG_CHECK_SECONDS = 5.0
 # No message for this long while the topic has unread ones: the consumer is
 # replaced (see TopicConsumer.stalled).
 CONSUMER_STALL_SECONDS = 10.0
-# Messages taken per poll: consecutive placements among them share one
-# transaction per phase (executor/batch.py); a larger run delays its first trade's
-# settlement by the others' exchange round trips.
-BATCH_MESSAGES = 16
+# Messages taken per poll: they share one transaction (executor/orderflow.py).
+BATCH_MESSAGES = 64
 
 
 def default_identity() -> str:
@@ -67,8 +62,8 @@ class Executor:
         zookeeper_root: str,
         session_timeout: float,
         bootstrap_servers: str,
-        exchange_url: str,
-        exchange_timeout: float,
+        fix_config: Callable[[str], SessionConfig],
+        fix_window: int,
         dead_letter_topic: str,
     ) -> None:
         self.identity = identity
@@ -77,8 +72,9 @@ class Executor:
         self._partitions = partitions
         self._zookeeper_root = zookeeper_root.rstrip("/")
         self._bootstrap_servers = bootstrap_servers
-        self._exchange_url = exchange_url
-        self._exchange_timeout = exchange_timeout
+        # topic → the settings of its FIX session (docs/FIX.md).
+        self._fix_config = fix_config
+        self._fix_window = fix_window
         self._stop = threading.Event()
         self._stop_requested_at: float | None = None
         self._connected = threading.Event()
@@ -193,21 +189,6 @@ class Executor:
 
     # -- leadership -----------------------------------------------------------
 
-    def _logon(self, exchange: ExchangeClient, fence: Fence) -> None:
-        """Log on to the topic's exchange session with our epoch, which from then on
-        refuses the previous leader. Retries while the exchange is unreachable."""
-        backoff = Backoff()
-        while True:
-            fence.check_alive()
-            try:
-                exchange.logon()
-                return
-            except ExchangeError as exc:
-                logger.warning(
-                    "exchange logon failed topic=%s error=%s", fence.topic, exc
-                )
-                self._stop.wait(backoff.next())
-
     def _lead(self, topic: str, epoch: int, node_path: str) -> None:
         """The leader body of one topic: fence, log on, consume → send → settle,
         and follow the exchange's report feed, until a reason to step down."""
@@ -244,15 +225,6 @@ class Executor:
         )
         lost = threading.Event()
 
-        def new_client() -> ExchangeClient:
-            # One exchange session per topic, fenced by this leader's epoch.
-            return ExchangeClient(
-                self._exchange_url,
-                timeout=self._exchange_timeout,
-                session_id=topic,
-                epoch=epoch,
-            )
-
         def new_consumer() -> TopicConsumer:
             fresh = TopicConsumer(
                 bootstrap_servers=self._bootstrap_servers, topic=topic, epoch=epoch
@@ -264,25 +236,35 @@ class Executor:
                 raise
             return fresh
 
-        exchange = new_client()
         consumer: TopicConsumer | None = None
-        booked = BookedOrders()
         connections = ConnectionRefresher()
-        feed = FeedFollower(
+        window = Window(topic=topic, limit=self._fix_window)
+        config = self._fix_config(topic)
+        booking = ReportBooking(
+            topic=topic,
+            session=config.sender_comp_id,
+            epoch=epoch,
+            on_ack=window.ack,
+        )
+        session = FixSession(
+            config=config,
+            topic=topic,
             fence=fence,
-            session=topic,
-            new_client=new_client,
+            on_app=booking,
+            on_poison=booking.poisoned,
             stop=self._stop,
             lost=lost,
-            booked=booked,
+        )
+        session_thread = threading.Thread(
+            target=session.run, name=f"fix-{topic}", daemon=True
         )
         reconnects_seen = self._reconnects
         next_balance_check = time.monotonic() + BALANCE_CHECK_SECONDS
         next_lag_check = 0.0
         try:
-            self._logon(exchange, fence)
+            session.prepare()
+            session_thread.start()
             consumer = new_consumer()
-            feed.start()
             LEADER.labels(topic).set(1)
             EPOCH.labels(topic).set(epoch)
             while not self._stop.is_set() and not lost.is_set():
@@ -315,6 +297,8 @@ class Executor:
                             self._balance.share(),
                         )
                         return
+                if not window.wait_for_room(0.2):
+                    continue  # the venue has not acknowledged enough yet
                 messages = consumer.poll(0.2, max_messages=BATCH_MESSAGES)
                 if not messages:
                     continue
@@ -328,23 +312,22 @@ class Executor:
                         for m in messages
                     ],
                     fence=fence,
-                    exchange=exchange,
+                    session=session,
                     dead_letters=self._dead_letters,
-                    booked=booked,
+                    window=window,
                 )
                 for outcome in outcomes:
                     MESSAGES.labels(topic, outcome).inc()
                 consumer.commit_hint()
-        except (Fenced, StaleEpoch) as exc:
+        except Fenced as exc:
             logger.warning("fenced, stepping down topic=%s reason=%s", topic, exc)
         finally:
             LEADER.labels(topic).set(0)
             lost.set()
-            if feed.is_alive():
-                feed.join(timeout=10)
+            if session_thread.is_alive():
+                session_thread.join(timeout=10)
             if consumer is not None:
                 consumer.close()
-            exchange.close()
             close_old_connections()
             logger.info("stopped leading topic=%s epoch=%s", topic, epoch)
 

@@ -3,13 +3,13 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
-from broker.models import ApiToken
-from broker.services.tokens import token_hash
+from broker.services.tokens import token_use
 
 
 class BearerTokenAuthentication(BaseAuthentication):
     """``Authorization: Bearer <token>``; the token belongs to a customer's user and
-    is looked up by its hash."""
+    is looked up by its hash. Unknown, revoked and expired tokens are refused
+    alike; a token in use has its expiry slid (broker.services.tokens)."""
 
     keyword = b"bearer"
 
@@ -23,14 +23,9 @@ class BearerTokenAuthentication(BaseAuthentication):
             token = parts[1].decode("ascii")
         except UnicodeDecodeError as exc:
             raise exceptions.AuthenticationFailed("malformed token") from exc
-        record = (
-            # The customer too: every customer endpoint needs it next.
-            ApiToken.objects.select_related("user", "user__customer")
-            .filter(key_hash=token_hash(token), revoked_at__isnull=True)
-            .first()
-        )
+        record = token_use(token=token)
         if record is None or not record.user.is_active:
-            raise exceptions.AuthenticationFailed("invalid or revoked token")
+            raise exceptions.AuthenticationFailed("invalid, expired or revoked token")
         return record.user, token
 
     def authenticate_header(self, request) -> str:

@@ -10,6 +10,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
 
+from broker.api.throttling import ThrottleUnavailable
 from broker.errors import BrokerError
 
 logger = logging.getLogger(__name__)
@@ -17,7 +18,9 @@ logger = logging.getLogger(__name__)
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 _TYPE_BASE = "https://errors.broker.example/"
 
+
 _DRF_CODES = {
+    ThrottleUnavailable: ("throttle_unavailable", "Service temporarily unavailable"),
     exceptions.ValidationError: ("invalid_request", "Invalid request"),
     exceptions.ParseError: ("malformed_request", "Malformed request"),
     exceptions.NotAuthenticated: ("not_authenticated", "Authentication required"),

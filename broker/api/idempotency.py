@@ -20,6 +20,7 @@ from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from broker.api.parsers import json_too_deep
 from broker.errors import BrokerError
 from broker.models import Customer, IdempotencyRecord
 
@@ -45,9 +46,13 @@ class _Replay(Exception):
 
 
 def fingerprint(request: Request) -> str:
-    """Method, path and body; JSON bodies are compared by content, not layout."""
+    """Method, path and body; JSON bodies are compared by content, not layout. A
+    body nested too deep to decode safely is compared as sent (the parser refuses
+    it with a 400 anyway)."""
     raw = request.body
     try:
+        if json_too_deep(raw):
+            raise ValueError("nested too deep")
         body = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"))
         canonical = body.encode()
     except (ValueError, UnicodeDecodeError):

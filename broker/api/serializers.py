@@ -6,11 +6,12 @@ from decimal import Decimal
 from rest_framework import serializers
 
 from broker.models import Trade
+from broker.money import MAX_PRICE, MAX_QUANTITY
 from broker.services.placement import order_shape_errors
 from broker.services.transitions import OPEN, TERMINAL
 
-MAX_QUANTITY = Decimal("1000000000")
-MAX_PRICE = Decimal("1000000")
+# Order bounds (MAX_QUANTITY, MAX_PRICE) come from broker.money, derived from the
+# columns so every accepted order's hold fits; placement enforces them too.
 MAX_DEPOSIT = Decimal("1000000000")
 # A ticker as clients write it (upper-cased before use): letters, then letters or dots.
 SYMBOL_PATTERN = r"^[A-Za-z][A-Za-z.]{0,15}$"
@@ -201,6 +202,23 @@ class TokenCreateInput(serializers.Serializer):
 class TokenOutput(serializers.Serializer):
     token = serializers.CharField()
     customer_id = serializers.IntegerField()
+
+
+class TokenInfoOutput(serializers.Serializer):
+    """A live token, never the token itself: its first characters name it."""
+
+    prefix = serializers.CharField(
+        help_text="the token's first 8 characters; "
+        "DELETE /api/v1/auth/tokens/{prefix} revokes it"
+    )
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(help_text="updated at most once a minute")
+    expires_at = serializers.DateTimeField(
+        help_text="last_used_at + TOKEN_TTL_HOURS: each use extends it"
+    )
+    current = serializers.BooleanField(
+        help_text="whether this is the token of the request"
+    )
 
 
 class ProblemOutput(serializers.Serializer):

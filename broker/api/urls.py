@@ -21,4 +21,10 @@ urlpatterns = [
     path("activities", views.ActivityListApi.as_view(), name="activities"),
     path("quotes/<str:symbol>", views.QuoteApi.as_view(), name="quote"),
     path("auth/token", views.TokenApi.as_view(), name="auth-token"),
+    path("auth/tokens", views.TokenListApi.as_view(), name="auth-tokens"),
+    path(
+        "auth/tokens/<str:prefix>",
+        views.TokenDetailApi.as_view(),
+        name="auth-token-detail",
+    ),
 ]

@@ -11,7 +11,12 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import AuthenticationFailed, NotFound, PermissionDenied
+from rest_framework.exceptions import (
+    AuthenticationFailed,
+    NotFound,
+    PermissionDenied,
+    Throttled,
+)
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -33,6 +38,7 @@ from broker.api.serializers import (
     ProblemOutput,
     QuoteOutput,
     TokenCreateInput,
+    TokenInfoOutput,
     TokenOutput,
     TradeDetailOutput,
     TradeFilterInput,
@@ -40,14 +46,27 @@ from broker.api.serializers import (
     TradePageOutput,
     TradePlaceInput,
 )
-from broker.api.throttling import LoginRateThrottle
+from broker.api.throttling import (
+    LoginRateThrottle,
+    login_attempt_begin,
+    login_attempt_succeeded,
+)
 from broker.errors import SandboxFundingDisabled, SymbolNotFound
 from broker.models import Customer
 from broker.money import market_value
 from broker.services.cancellation import trade_request_cancel
 from broker.services.customers import account_deposit
 from broker.services.placement import trade_place
-from broker.services.tokens import token_issue, token_revoke
+from broker.services.tokens import (
+    PREFIX_LENGTH,
+    token_expires_at,
+    token_hash,
+    token_issue,
+    token_list,
+    token_revoke,
+    token_revoke_all,
+    token_revoke_prefix,
+)
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
     "Idempotency-Key",
@@ -278,7 +297,11 @@ class QuoteApi(APIView):
 
 class TokenApi(APIView):
     """Log in with username/password for a bearer token; DELETE revokes the token
-    the request is made with."""
+    the request is made with.
+
+    A login is limited per address (LoginRateThrottle) and per username (an
+    exponential lockout, counted before the password is hashed, identical for
+    unknown usernames); it fails closed with a 503 when Redis is unreachable."""
 
     def get_permissions(self):
         return (
@@ -299,18 +322,26 @@ class TokenApi(APIView):
         request=TokenCreateInput,
         responses={201: TokenOutput, **ERRORS},
         auth=[],
+        description="Log in. Over TOKEN_MAX_PER_USER live tokens, the least "
+        "recently used one is revoked. Repeated failures lock the username "
+        "(429 with Retry-After, growing with each further failure).",
     )
     def post(self, request: Request) -> Response:
         data = TokenCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
+        username = data.validated_data["username"]
+        locked_for = login_attempt_begin(username)
+        if locked_for is not None:
+            raise Throttled(
+                wait=locked_for, detail="too many failed logins for this username."
+            )
         user = authenticate(
-            request,
-            username=data.validated_data["username"],
-            password=data.validated_data["password"],
+            request, username=username, password=data.validated_data["password"]
         )
         customer = getattr(user, "customer", None)
         if user is None or customer is None:
             raise AuthenticationFailed("wrong username or password")
+        login_attempt_succeeded(username)
         token = token_issue(user=user)
         return Response(
             {"token": token, "customer_id": customer.pk}, status=status.HTTP_201_CREATED
@@ -322,4 +353,64 @@ class TokenApi(APIView):
     )
     def delete(self, request: Request) -> Response:
         token_revoke(token=request.auth)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _token_info(record, current_hash: str) -> dict:
+    return {
+        "prefix": record.prefix,
+        "created_at": record.created_at,
+        "last_used_at": record.last_used_at,
+        "expires_at": token_expires_at(record),
+        "current": record.key_hash == current_hash,
+    }
+
+
+class TokenListApi(APIView):
+    """The live tokens of the request's user: list them, or revoke them all."""
+
+    @extend_schema(
+        operation_id="auth_tokens_list",
+        responses={200: TokenInfoOutput(many=True), **ERRORS},
+        description="Live (unrevoked, unexpired) tokens, most recently used first.",
+    )
+    def get(self, request: Request) -> Response:
+        current = token_hash(request.auth)
+        tokens = [_token_info(t, current) for t in token_list(user=request.user)]
+        return Response(TokenInfoOutput(tokens, many=True).data)
+
+    @extend_schema(
+        operation_id="auth_tokens_revoke_all",
+        request=None,
+        responses={204: None, **ERRORS},
+        description="Revoke every token of the user, this one included.",
+    )
+    def delete(self, request: Request) -> Response:
+        token_revoke_all(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenDetailApi(APIView):
+    @extend_schema(
+        operation_id="auth_tokens_revoke",
+        request=None,
+        responses={204: None, **ERRORS},
+        parameters=[
+            OpenApiParameter(
+                "prefix",
+                str,
+                OpenApiParameter.PATH,
+                description="the token's first 8 characters",
+            )
+        ],
+        description="Revoke the user's live token whose first characters are "
+        "`prefix` (as listed by GET /api/v1/auth/tokens).",
+    )
+    def delete(self, request: Request, prefix: str) -> Response:
+        # Only a prefix-shaped segment reaches the database (a NUL would break
+        # the query); anything else cannot name a token.
+        if re.fullmatch(rf"[A-Za-z0-9_-]{{{PREFIX_LENGTH}}}", prefix) is None:
+            raise NotFound("no such token")
+        if not token_revoke_prefix(user=request.user, prefix=prefix):
+            raise NotFound("no such token")
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -5,6 +5,12 @@ The api runs under gunicorn in prometheus_client's multiprocess mode (see
 from prometheus_client import Counter, Gauge, Histogram
 
 # --- api ----------------------------------------------------------------------
+EXCHANGE_LATENCY = Histogram(
+    "broker_exchange_request_seconds",
+    "Latency of the exchange's HTTP side (quotes) by operation",
+    ["operation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 HTTP_REQUESTS = Counter(
     "broker_http_requests_total",
     "API requests by method, route and status",
@@ -42,21 +48,29 @@ MESSAGES = Counter(
     "Kafka messages processed by outcome",
     ["topic", "outcome"],
 )
-FEED_DEAD_LETTERS = Counter(
-    "broker_executor_feed_dead_letters_total",
-    "Execution reports set aside after failing every attempt",
-)
-EXCHANGE_LATENCY = Histogram(
-    "broker_exchange_request_seconds",
-    "Exchange request latency by operation",
-    ["operation"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-)
-EXCHANGE_RETRIES = Counter(
-    "broker_exchange_retries_total", "Exchange requests retried after an error"
-)
 CONSUMER_LAG = Gauge(
     "broker_executor_consumer_lag",
     "Messages behind the topic's high watermark",
     ["topic", "partition"],
+)
+FIX_EVENTS = Counter(
+    "broker_fix_events_total",
+    "FIX session events (logon, logon_refused, gap, resend_request, duplicate, "
+    "garbled, rejected, seq_too_low, test_request_timeout, ...)",
+    ["topic", "event"],
+)
+FIX_QUARANTINED = Counter(
+    "broker_fix_quarantined_total",
+    "Execution reports that failed the trust checks and were not booked",
+    ["topic"],
+)
+FIX_LOGGED_ON = Gauge(
+    "broker_fix_logged_on",
+    "1 while this executor's FIX session of the topic is logged on",
+    ["topic"],
+)
+FIX_IN_FLIGHT = Gauge(
+    "broker_fix_orders_in_flight",
+    "Orders sent and not yet acknowledged by the exchange",
+    ["topic"],
 )

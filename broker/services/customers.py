@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
 
 from broker.models import Account, Customer, LedgerEntry
@@ -16,12 +17,16 @@ def customer_create(
     *, username: str, cash: Decimal, password: str | None = None
 ) -> tuple[Customer, str]:
     """Create a customer whose account is funded with ``cash`` through a deposit
-    ledger entry; returns the customer and a fresh API token."""
+    ledger entry; returns the customer and a fresh API token. A ``password`` must
+    pass AUTH_PASSWORD_VALIDATORS (django.core.exceptions.ValidationError, before
+    anything is written); without one the customer can only use the token."""
     if cash < 0:
         raise ValueError("initial cash cannot be negative")
+    if password is not None:
+        validate_password(password, get_user_model()(username=username))
     with transaction.atomic():
         user = get_user_model().objects.create_user(username=username)
-        if password:
+        if password is not None:
             user.set_password(password)
         else:
             user.set_unusable_password()

@@ -15,11 +15,12 @@ from broker.errors import (
     InsufficientBuyingPower,
     InsufficientShares,
     InvalidOrder,
+    PriceOutOfRange,
     UnknownSymbol,
 )
 from broker.events import EventType
 from broker.models import Account, Customer, LedgerEntry, Position, Trade, TradeEvent
-from broker.money import hold_amount, to_ticks
+from broker.money import MAX_PRICE, MAX_QUANTITY, hold_amount, to_ticks
 from broker.services.ledger import Posting, ledger_post
 from broker.services.outbox import outbox_enqueue_for_trade
 
@@ -54,16 +55,22 @@ def order_shape_errors(
 ) -> dict[str, list[str]]:
     """What makes these fields no order, by field (empty when they are one): a
     limit order needs a limit price and whole shares; a market order takes no
-    limit price and lives for the day or is immediate-or-cancel. The one place
-    these rules live: placement enforces them, the API reports them per field."""
+    limit price and lives for the day or is immediate-or-cancel; the quantity and
+    the limit price are within money.MAX_QUANTITY and money.MAX_PRICE (so the
+    hold fits its columns). The one place these rules live: placement enforces
+    them, the API reports them per field."""
     errors: dict[str, list[str]] = {}
+    if quantity > MAX_QUANTITY:
+        errors["quantity"] = [f"at most {MAX_QUANTITY}"]
+    if limit_price is not None and limit_price > MAX_PRICE:
+        errors["limit_price"] = [f"at most {MAX_PRICE}"]
     if order_type == Trade.Type.LIMIT:
         if limit_price is None:
             errors["limit_price"] = ["required for limit orders"]
         if quantity != quantity.to_integral_value():
-            errors["quantity"] = [
+            errors.setdefault("quantity", []).append(
                 "fractional quantities are allowed for market orders only"
-            ]
+            )
     else:
         if limit_price is not None:
             errors["limit_price"] = ["only limit orders take a limit price"]
@@ -91,9 +98,9 @@ def trade_place(
     request, broker.api.origin) is kept on the acceptance line for the timeline.
 
     The quote is fetched before the transaction: no network call holds the lock.
-    Raises InvalidOrder (``order_shape_errors``), UnknownSymbol,
-    DuplicateClientOrderId, InsufficientBuyingPower or InsufficientShares, having
-    written nothing.
+    Raises InvalidOrder (``order_shape_errors``), UnknownSymbol, PriceOutOfRange
+    (the last price is above money.MAX_PRICE), DuplicateClientOrderId,
+    InsufficientBuyingPower or InsufficientShares, having written nothing.
     """
     errors = order_shape_errors(
         order_type=order_type,
@@ -106,6 +113,14 @@ def trade_place(
     last_price = price_source(symbol)
     if last_price is None:
         raise UnknownSymbol(f"{symbol} is not traded on the exchange", field="symbol")
+    if last_price > MAX_PRICE:
+        # The exchange is distrusted: a market buy's hold against this price
+        # might not fit its columns, and a fill near it not fit a ledger entry.
+        raise PriceOutOfRange(
+            f"{symbol} trades at {last_price}, above the highest price accepted "
+            f"({MAX_PRICE})",
+            field="symbol",
+        )
 
     with transaction.atomic():
         account = Account.objects.select_for_update().get(customer=customer)

@@ -6,12 +6,13 @@ for executions; these functions only ever catch the trade up with it."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import Subquery
 from django.utils import timezone
 
-from broker.exchange_client import ExchangeExecution, ExchangeOrder
 from broker.models import Account, Execution, LedgerEntry, Trade, TradeEvent
 from broker.money import to_cents, to_ticks
 from broker.services.ledger import LedgerWriter, Posting
@@ -21,6 +22,28 @@ logger = logging.getLogger(__name__)
 
 Bucket = LedgerEntry.Bucket
 Status = Trade.Status
+
+
+@dataclass(frozen=True)
+class VenueFill:
+    """One execution as the exchange reported it."""
+
+    exec_id: str
+    quantity: Decimal
+    price: Decimal
+    executed_at: datetime
+
+
+@dataclass(frozen=True)
+class VenueOrder:
+    """The exchange's word about an order: its state and the executions it
+    reports (all of them, or only the new one: booked ones are passed over)."""
+
+    order_id: str
+    status: str  # new | partially_filled | filled | canceled | expired | rejected
+    reject_reason: str = ""
+    executions: tuple[VenueFill, ...] = ()
+
 
 # Exchange order status → the trade status it ends in (open states map to None:
 # the trade's status follows its fills instead).
@@ -71,7 +94,7 @@ def _lock(trade_id: object) -> tuple[Account, Trade]:
 
 
 def trade_apply_order(
-    *, trade_id: object, order: ExchangeOrder, epoch: int | None = None
+    *, trade_id: object, order: VenueOrder, epoch: int | None = None
 ) -> Trade:
     """Book the exchange's state of the order: new executions first, then the status
     it implies, releasing the unused hold on a terminal state.
@@ -152,7 +175,7 @@ def trade_apply_order(
     return trade
 
 
-def _target(trade: Trade, order: ExchangeOrder) -> str | None:
+def _target(trade: Trade, order: VenueOrder) -> str | None:
     """The terminal status the exchange's order state puts the trade in, if any."""
     target = _TERMINAL_FROM_EXCHANGE.get(order.status)
     if target == Status.FILLED and trade.filled_quantity < trade.quantity:
@@ -202,7 +225,7 @@ def _move(trade: Trade, to_status: str, epoch: int | None, **fields: object) -> 
 def _book_execution(
     ledger: LedgerWriter,
     trade: Trade,
-    report: ExchangeExecution,
+    report: VenueFill,
     execution: Execution,
     value_before: Decimal,
 ) -> Decimal:
@@ -235,9 +258,7 @@ def _book_execution(
     return value_after
 
 
-def _fill_event(
-    trade: Trade, report: ExchangeExecution, epoch: int | None
-) -> TradeEvent:
+def _fill_event(trade: Trade, report: VenueFill, epoch: int | None) -> TradeEvent:
     return TradeEvent(
         trade=trade,
         kind=TradeEvent.Kind.FILL,

@@ -1,10 +1,14 @@
 """Settings shared by every environment. Everything comes from environment variables
 with safe local defaults (12-factor); the local stack writes them to ``.stack/env``."""
 
+import ipaddress
 from decimal import Decimal
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from broker.money import MAX_BUY_COLLAR
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -33,6 +37,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "broker.observability.middleware.HealthEndpointsMiddleware",
     "broker.observability.middleware.RequestMetricsMiddleware",
+    # /admin/ only from ADMIN_ALLOWED_NETWORKS, its login throttled.
+    "broker.admin_access.AdminAccessMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -81,8 +87,19 @@ if env.bool("DB_PREPARED_STATEMENTS", default=True):
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Every path that sets a password runs these: the admin's forms, changepassword,
+# createsuperuser, and customer_create (create_customer, the demo).
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation."
+        "UserAttributeSimilarityValidator"
+    },
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
 LANGUAGE_CODE = "en-us"
@@ -105,7 +122,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSONParser, refusing bodies nested deeper than a flat request needs.
+    "DEFAULT_PARSER_CLASSES": ["broker.api.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "broker.api.errors.problem_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": ["broker.api.throttling.ApiRateThrottle"],
@@ -118,6 +136,29 @@ REST_FRAMEWORK = {
 THROTTLE_CUSTOMER_RATE = env("THROTTLE_CUSTOMER_RATE", default="1200/minute")
 THROTTLE_IP_RATE = env("THROTTLE_IP_RATE", default="6000/minute")
 THROTTLE_LOGIN_RATE = env("THROTTLE_LOGIN_RATE", default="30/minute")
+# How many proxies in front of the api append to X-Forwarded-For (the client
+# address is the entry the outermost of them wrote). 0: no proxy, the peer address
+# is the client and the header is ignored; anything the client itself puts in the
+# header is never believed. k8s (ingress-nginx): 1. docker-compose: 0.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# Per-username login backoff (broker/api/throttling.py): after LOGIN_LOCKOUT_AFTER
+# failed logins a username is locked for LOGIN_LOCKOUT_SECONDS, doubling with each
+# further failure up to LOGIN_LOCKOUT_MAX_SECONDS. Failures are forgotten after
+# LOGIN_FAILURE_MEMORY_HOURS without one, or at a successful login.
+LOGIN_LOCKOUT_AFTER = env.int("LOGIN_LOCKOUT_AFTER", default=5)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=30)
+LOGIN_LOCKOUT_MAX_SECONDS = env.int("LOGIN_LOCKOUT_MAX_SECONDS", default=900)
+LOGIN_FAILURE_MEMORY_HOURS = env.int("LOGIN_FAILURE_MEMORY_HOURS", default=24)
+# API tokens expire after this long unused (sliding: each use extends it).
+TOKEN_TTL_HOURS = env.int("TOKEN_TTL_HOURS", default=168)
+# Live tokens per customer; a login beyond it revokes the least recently used one.
+TOKEN_MAX_PER_USER = env.int("TOKEN_MAX_PER_USER", default=10)
+if TRUSTED_PROXY_COUNT < 0 or min(TOKEN_TTL_HOURS, TOKEN_MAX_PER_USER) < 1:
+    raise ImproperlyConfigured(
+        "TRUSTED_PROXY_COUNT must be >= 0, TOKEN_TTL_HOURS and TOKEN_MAX_PER_USER >= 1"
+    )
+if min(LOGIN_LOCKOUT_AFTER, LOGIN_LOCKOUT_SECONDS, LOGIN_FAILURE_MEMORY_HOURS) < 1:
+    raise ImproperlyConfigured("LOGIN_LOCKOUT_* and LOGIN_FAILURE_MEMORY_HOURS >= 1")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Trade execution API",
@@ -132,6 +173,29 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- Operations admin (broker/admin_access.py, broker/admin.py) -----------------
+# Networks (CIDRs) the admin answers; everyone else gets a 404. The client address
+# is the API's (TRUSTED_PROXY_COUNT). Loopback: a local run, kubectl port-forward.
+ADMIN_ALLOWED_NETWORKS = env.list(
+    "ADMIN_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"]
+)
+for _network in ADMIN_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network.strip(), strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"ADMIN_ALLOWED_NETWORKS: {_exc}") from _exc
+# Admin login POSTs per client address and per username (counted in Redis; if
+# Redis is down, admin logins are refused).
+ADMIN_LOGIN_IP_RATE = env("ADMIN_LOGIN_IP_RATE", default="60/hour")
+ADMIN_LOGIN_USERNAME_RATE = env("ADMIN_LOGIN_USERNAME_RATE", default="10/hour")
+# A balance adjustment larger than this (either sign) needs a second staff
+# member's approval before it posts.
+ADMIN_ADJUSTMENT_APPROVAL_LIMIT = Decimal(
+    env.str("ADMIN_ADJUSTMENT_APPROVAL_LIMIT", default="10000.00")
+)
+if not ADMIN_ADJUSTMENT_APPROVAL_LIMIT >= 0:
+    raise ImproperlyConfigured("ADMIN_ADJUSTMENT_APPROVAL_LIMIT must be >= 0")
+
 # Idempotency-Key responses are replayed for this long.
 IDEMPOTENCY_TTL_HOURS = env.int("IDEMPOTENCY_TTL_HOURS", default=24)
 # POST /api/v1/account/deposits credits cash out of thin air: sandbox only.
@@ -141,6 +205,10 @@ SANDBOX_FUNDING = env.bool("SANDBOX_FUNDING", default=False)
 # Market buys reserve quantity x last price x (1 + collar); the exchange refuses
 # to fill above that price, so a fill can never cost more than its hold.
 BUY_COLLAR = Decimal(env.str("BUY_COLLAR", default="0.05"))
+# The order bounds (broker.money) keep every hold within its columns up to this
+# collar.
+if not 0 <= BUY_COLLAR <= MAX_BUY_COLLAR:
+    raise ImproperlyConfigured(f"BUY_COLLAR={BUY_COLLAR}: 0 to {MAX_BUY_COLLAR}")
 TRADE_TOPICS = env.int("TRADE_TOPICS", default=4)
 TRADE_TOPIC_PREFIX = env("TRADE_TOPIC_PREFIX", default="trades")
 TRADE_TOPIC_PARTITIONS = env.int("TRADE_TOPIC_PARTITIONS", default=1)
@@ -170,8 +238,26 @@ CACHES = {
     }
 }
 
+# Quotes only (the api's last prices); orders go over FIX (below).
 EXCHANGE_URL = env("EXCHANGE_URL", default="http://127.0.0.1:8100")
+# Where the api asks for quotes: the exchange's market-data endpoint when it has
+# its own (exchange_mock's EXCHANGE_QUOTES_PORT), so the internet-facing api
+# reaches neither order entry nor the simulator's admin routes.
+EXCHANGE_QUOTES_URL = env("EXCHANGE_QUOTES_URL", default="") or EXCHANGE_URL
 EXCHANGE_TIMEOUT = env.float("EXCHANGE_TIMEOUT", default=5.0)
+
+# --- FIX order entry (docs/FIX.md): one session per topic, the leader initiates.
+EXCHANGE_FIX_HOST = env("EXCHANGE_FIX_HOST", default="127.0.0.1")
+EXCHANGE_FIX_PORT = env.int("EXCHANGE_FIX_PORT", default=8101)
+FIX_SENDER_COMP_ID = env("FIX_SENDER_COMP_ID", default="BROKER")
+FIX_TARGET_COMP_ID = env("FIX_TARGET_COMP_ID", default="EXCHANGE")
+FIX_HEARTBEAT_SECONDS = env.int("FIX_HEARTBEAT_SECONDS", default=30)
+FIX_USERNAME = env("FIX_USERNAME", default="")
+FIX_PASSWORD = env("FIX_PASSWORD", default="")
+# Orders a leader may have sent and not yet seen acknowledged.
+FIX_WINDOW = env.int("FIX_WINDOW", default=256)
+# Journaled messages older than this are pruned (resends reach back this far).
+FIX_JOURNAL_RETENTION_HOURS = env.int("FIX_JOURNAL_RETENTION_HOURS", default=72)
 # How old a last price placement may hold against (0: ask the exchange every time).
 QUOTE_MAX_AGE_SECONDS = env.float("QUOTE_MAX_AGE_SECONDS", default=1.0)
 

@@ -23,24 +23,30 @@ from kazoo.client import KazooClient
 
 from broker import ops
 from broker.admin import LEDGER_INLINE_LIMIT
-from broker.exchange_client import ExchangeExecution, ExchangeOrder
 from broker.models import (
     Account,
     ApiToken,
     ConsumerOffset,
     DeadLetter,
-    FeedCursor,
+    FixJournal,
+    FixSession,
     IdempotencyRecord,
     LedgerEntry,
     OutboxEvent,
+    QuarantinedMessage,
     Trade,
     TradeEvent,
 )
+from broker.services.adjustments import adjustment_request_create
 from broker.services.customers import account_adjust
 from broker.services.placement import trade_place
-from broker.services.settlement import trade_apply_order, trade_mark_submitted
+from broker.services.settlement import (
+    VenueFill,
+    VenueOrder,
+    trade_apply_order,
+    trade_mark_submitted,
+)
 from broker.topics import all_topics, topic_for_customer
-from executor.feed import feed_cursor_advance
 from executor.fencing import topic_leader_claim
 from executor.offsets import consumer_offset_advance
 from tests.factories import fixed_price, make_customer
@@ -77,14 +83,11 @@ def fill(trade: Trade, *, price: str = "10.00", epoch: int | None = 7) -> Trade:
     """What the executor books when the exchange fills the whole order."""
     with transaction.atomic():
         trade_mark_submitted(trade_id=trade.id, epoch=epoch)
-        order = ExchangeOrder(
-            client_order_id=str(trade.id),
+        order = VenueOrder(
             order_id=f"X-{trade.id.hex[:8]}",
             status="filled",
-            filled_quantity=trade.quantity,
-            reject_reason="",
             executions=(
-                ExchangeExecution(
+                VenueFill(
                     exec_id=f"E-{trade.id.hex[:8]}",
                     quantity=trade.quantity,
                     price=Decimal(price),
@@ -129,12 +132,36 @@ def test_every_changelist_and_change_page_renders_with_data(staff_client):
     topic = topic_for_customer(customer.pk)
     topic_leader_claim(topic=topic, epoch=42, holder="executor-a")
     consumer_offset_advance(topic=topic, partition=0, next_offset=17)
-    feed_cursor_advance(session=topic, last_seq=9)
+    FixSession.objects.create(sender_comp_id="BROKER-0", topic=topic)
+    sent = place(customer)
+    FixJournal.objects.create(
+        session="BROKER-0",
+        seq=2,
+        msg_type="D",
+        trade=sent,
+        body=f"11={sent.id}",
+        sending_time="20261204-10:00:00.000",
+    )
+    QuarantinedMessage.objects.create(
+        session="BROKER-0",
+        seq=3,
+        msg_type="8",
+        trade=sent,
+        reason="LastPx 5000 above the buy's limit 100",
+        raw="8=FIX.4.4|9=5|35=8|10=000|",
+        epoch=42,
+    )
     IdempotencyRecord.objects.create(
         customer=customer, key="k-1", fingerprint="f" * 64, response_status=201
     )
     DeadLetter.objects.create(
         topic=topic, partition=0, offset=3, reason="undecodable", epoch=42
+    )
+    adjustment_request_create(
+        account=customer.account,
+        amount=Decimal("50000.00"),
+        reason="wire received twice",
+        requested_by=get_user_model().objects.get(username="ops"),
     )
     for model, model_admin in admin.site._registry.items():
         if model._meta.app_label != "broker":
@@ -555,7 +582,9 @@ def test_leadership_page_shows_the_live_election(staff_client, zk_root):
     )
     topic_leader_claim(topic=topic, epoch=99, holder="executor-a@host1")
     ConsumerOffset.objects.create(topic=topic, partition=0, next_offset=1234)
-    FeedCursor.objects.create(session=topic, last_seq=5678)
+    FixSession.objects.create(
+        sender_comp_id="BROKER-0", topic=topic, next_out_seq=5678, next_in_seq=91
+    )
 
     live = ops.leadership_live()
     assert live[topic] == ["executor-a@host1", "executor-b@host2"]
@@ -572,7 +601,7 @@ def test_leadership_page_shows_the_live_election(staff_client, zk_root):
         "<li>executor-b@host2</li>"
     )
     assert "no contenders" in page
-    assert "[0] 1234" in page and "seq 5678" in page
+    assert "[0] 1234" in page and "BROKER-0: 5678 / 91" in page
     assert "ZooKeeper unreachable" not in page
     leader.release()
 
@@ -669,3 +698,49 @@ def test_the_dashboard_raises_the_ledger_audit_flag(admin_client):
         assert "account 7: cash 150.00 vs ledger 100.00" in page
     finally:
         cache.delete(AUDIT_CACHE_KEY)
+
+
+def test_a_quarantined_report_is_shown_raw_and_reviewed_by_ops(staff_client):
+    customer, _ = make_customer("5000.00")
+    trade = place(customer)
+    Trade.objects.filter(pk=trade.pk).update(review_reason="LastPx above the limit")
+    message = QuarantinedMessage.objects.create(
+        session="BROKER-1",
+        seq=77,
+        msg_type="8",
+        trade=trade,
+        reason="LastPx 5000 above the buy's limit 100",
+        raw="8=FIX.4.4|9=12|35=8|31=5000|10=000|",
+        epoch=9,
+    )
+    flagged = staff_client.get(
+        reverse("admin:broker_trade_changelist"), {"review": "yes"}
+    )
+    assert trade.pk in {t.pk for t in flagged.context["cl"].result_list}
+    page = staff_client.get(
+        reverse("admin:broker_quarantinedmessage_change", args=[message.pk])
+    ).content.decode()
+    assert "31=5000" in page and "above the buy&#x27;s limit" in page
+
+    post_action(staff_client, "quarantinedmessage", "mark_reviewed", [message])
+
+    message.refresh_from_db()
+    trade.refresh_from_db()
+    assert message.reviewed_at is not None
+    assert trade.review_reason == ""
+    assert log_messages(message) == ["marked reviewed"]
+
+
+def test_the_timeline_shows_what_was_sent_to_the_exchange():
+    customer, _ = make_customer("5000.00")
+    trade = place(customer)
+    FixJournal.objects.create(
+        session="BROKER-2",
+        seq=31,
+        msg_type="D",
+        trade=trade,
+        body=f"11={trade.id}",
+        sending_time="20261204-10:00:00.000",
+    )
+    sent = [e for e in ops.trade_timeline(trade) if e.source == "fix"]
+    assert [e.detail for e in sent] == ["NewOrderSingle #31 on BROKER-2"]

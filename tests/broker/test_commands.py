@@ -3,6 +3,7 @@ import json
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from broker.models import OutboxEvent, Trade
@@ -27,6 +28,55 @@ def test_create_customer_prints_its_id_and_a_working_token():
         run("create_customer", "cli-alice", "--cash", "1")
     with pytest.raises(CommandError):
         run("create_customer", "cli-bob", "--cash", "-5")
+
+
+def test_create_customer_takes_its_password_from_stdin_never_from_argv():
+    # No option takes a value: a password on the command line is refused.
+    for argv in (["--password"], ["--password-stdin"], ["--password-p"]):
+        with pytest.raises(CommandError):
+            run("create_customer", "cli-carl", *argv, "correct horse battery")
+    assert not get_user_model().objects.filter(username="cli-carl").exists()
+    line = io.StringIO()
+    call_command(
+        "create_customer",
+        "cli-carl",
+        "--password-stdin",
+        stdin=io.StringIO("correct horse battery\n"),
+        stdout=line,
+    )
+    user = get_user_model().objects.get(username="cli-carl")
+    assert user.check_password("correct horse battery")
+    assert json.loads(line.getvalue())["customer_id"] == user.customer.pk
+
+
+def test_create_customer_refuses_a_weak_password_and_creates_nothing():
+    for password in ["short", "password1234", "12345678901234", ""]:
+        with pytest.raises(CommandError, match="password refused"):
+            call_command(
+                "create_customer",
+                "cli-weak",
+                "--password-stdin",
+                stdin=io.StringIO(password + "\n"),
+                stdout=io.StringIO(),
+            )
+    assert not get_user_model().objects.filter(username="cli-weak").exists()
+
+
+def test_create_customer_prompts_for_the_password_twice(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    answers = iter(["correct horse battery", "correct horse battery"])
+    monkeypatch.setattr("sys.stdin", Terminal())
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+    run("create_customer", "cli-dora", "--password-prompt")
+    user = get_user_model().objects.get(username="cli-dora")
+    assert user.check_password("correct horse battery")
+
+    answers = iter(["correct horse battery", "correct horse batterz"])
+    with pytest.raises(CommandError, match="differ"):
+        run("create_customer", "cli-erin", "--password-prompt")
 
 
 def test_reconcile_enqueues_for_submitted_trades_only():

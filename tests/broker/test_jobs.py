@@ -12,7 +12,14 @@ from django.utils import timezone
 
 from broker import jobs, tasks
 from broker.events import EventType
-from broker.models import Account, IdempotencyRecord, OutboxEvent, Trade, TradeEvent
+from broker.models import (
+    Account,
+    FixJournal,
+    IdempotencyRecord,
+    OutboxEvent,
+    Trade,
+    TradeEvent,
+)
 from broker.services.placement import trade_place
 from tests.factories import fixed_price, make_customer
 
@@ -231,6 +238,24 @@ def test_prune_deletes_expired_idempotency_records(settings):
     assert list(IdempotencyRecord.objects.filter(customer=customer)) == [new]
 
 
+def test_prune_deletes_fix_journal_rows_past_their_retention(settings):
+    settings.FIX_JOURNAL_RETENTION_HOURS = 48
+    rows = [
+        FixJournal.objects.create(
+            session="PRUNE-0", seq=seq, msg_type="D", body="11=x", sending_time="t"
+        )
+        for seq in (1, 2)
+    ]
+    FixJournal.objects.filter(pk=rows[0].pk).update(
+        created_at=timezone.now() - timedelta(hours=49)
+    )
+
+    counts = jobs.prune_outbox(timedelta(hours=72))
+
+    assert counts["fix_journal"] >= 1
+    assert list(FixJournal.objects.filter(session="PRUNE-0")) == [rows[1]]
+
+
 # --- audit_ledger -------------------------------------------------------------
 
 
@@ -312,7 +337,11 @@ def test_tasks_run_the_jobs_with_the_settings(settings):
     assert tasks.reconcile_stuck_trades.apply().get() >= 1
     assert len(reconcile_requests(trade)) == 1
     assert isinstance(tasks.expire_day_orders.apply().get(), int)
-    assert set(tasks.prune_outbox.apply().get()) == {"outbox", "idempotency"}
+    assert set(tasks.prune_outbox.apply().get()) == {
+        "outbox",
+        "idempotency",
+        "fix_journal",
+    }
     assert tasks.audit_ledger.apply().get() == 0
 
 

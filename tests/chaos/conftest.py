@@ -57,7 +57,9 @@ def make_system(chaos_db, chaos_exchange_store, tmp_path_factory, request) -> It
         return system
 
     yield make
-    ensure_stack_up()  # a scenario that stopped a service must not sink the next
-    for system in started:
-        system.stop()
-        print(f"\nchaos process logs: {system.launcher.log_dir}")
+    try:
+        ensure_stack_up()  # a scenario that stopped a service must not sink the next
+    finally:
+        for system in started:
+            system.stop()
+            print(f"\nchaos process logs: {system.launcher.log_dir}")

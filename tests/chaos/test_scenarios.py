@@ -18,7 +18,9 @@ from django.db import close_old_connections, transaction
 from broker.models import (
     ConsumerOffset,
     DeadLetter,
-    FeedCursor,
+    FixSession,
+    QuarantinedMessage,
+    Trade,
     TradeEvent,
 )
 from broker.services.placement import trade_place
@@ -79,16 +81,12 @@ def _zombie_writes(system: ChaosSystem, topic: str, epoch: int, since) -> list[s
 
 
 def _exchange_refuses(system: ChaosSystem, topic: str, epoch: int) -> list[str]:
-    """The exchange must refuse the deposed epoch on the topic's session (a fenced
-    read of the feed: refused before anything is done)."""
-    response = requests.get(
-        f"{system.exchange_url}/sessions/{topic}/reports",
-        headers={"X-Session": topic, "X-Epoch": str(epoch)},
-        timeout=10,
-    )
-    if response.status_code == 409 and response.json().get("code") == "stale_epoch":
+    """The exchange must refuse the deposed epoch on the topic's FIX session: a
+    Logon carrying it is answered with a Logout (stale epoch), nothing done."""
+    answer = system.fix_logon_answer(topic, epoch)
+    if answer.startswith("5:") and "stale epoch" in answer.lower():
         return []
-    return [f"exchange accepted the deposed epoch {epoch}: {response.status_code}"]
+    return [f"exchange accepted a Logon with the deposed epoch {epoch}: {answer}"]
 
 
 # --- 2 ------------------------------------------------------------------------------
@@ -97,8 +95,9 @@ def _exchange_refuses(system: ChaosSystem, topic: str, epoch: int) -> list[str]:
 def test_02_sigstop_leader_past_session_timeout(make_system, chaos_results):
     """A leader paused past its ZooKeeper session (a GC pause, a frozen VM) wakes
     up after a successor took over: it must step down with zero writes, and the
-    exchange must refuse its epoch. Paused with an order request in flight and
-    outside any transaction (the variant inside a transaction is test_16)."""
+    exchange must refuse its epoch. Paused with an order held at a slow exchange
+    and outside any transaction (the variant inside a transaction is test_16):
+    the order's reports go to the session, and the successor recovers them."""
     system = make_system()
     topic = system.topics[0]
     on_topic = system.clients_for(3, topic=topic)
@@ -107,9 +106,9 @@ def test_02_sigstop_leader_past_session_timeout(make_system, chaos_results):
     system.quiesce()
     leader = system.leader_of(topic)
     zombie, epoch = system.executors[leader.holder], leader.epoch
-    # The only order in the window: in flight at a slow exchange when the leader
+    # The only order in the window: held at a slow exchange when the leader
     # freezes.
-    system.exchange_faults(latency_ms=1500, paths=["/orders"])
+    system.exchange_faults(fix_latency_ms=1500)
     body = system.place(on_topic[0], quantity="2")
     assert body is not None
     system.wait_status(body["id"], {"submitted"}, timeout=20)
@@ -159,7 +158,7 @@ def test_16_sigstop_leader_inside_a_fenced_transaction(make_system, chaos_result
     system.quiesce()
     leader = system.leader_of(topic)
     zombie, epoch = system.executors[leader.holder], leader.epoch
-    system.exchange_faults(latency_ms=1000, paths=["/orders"])
+    system.exchange_faults(fix_latency_ms=1000)
     body = system.place(client, quantity="1")
     assert body is not None
     system.wait_status(body["id"], {"submitted"}, timeout=20)
@@ -207,17 +206,17 @@ def test_16_sigstop_leader_inside_a_fenced_transaction(make_system, chaos_result
 
 
 def _in_flight(system: ChaosSystem, client, *, latency_ms: int) -> dict:
-    """Place a trade whose order request is held by a slow exchange: latency on,
-    wait until the leader sent it (the exchange counted the delay), latency off
-    again (the held request keeps its delay)."""
-    system.exchange_faults(latency_ms=latency_ms, paths=["/orders"])
+    """Place a trade whose order is held by a slow exchange: latency on, wait
+    until the leader sent it (the exchange counted the delay), latency off again
+    (the held message keeps its delay)."""
+    system.exchange_faults(fix_latency_ms=latency_ms)
     body = system.place(client, quantity="1")
     assert body is not None
     system.wait_status(body["id"], {"submitted"}, timeout=20)
     wait_until(
-        lambda: system.exchange_fault_counters().get("delayed", 0) >= 1,
+        lambda: system.exchange_fault_counters().get("fix_delayed", 0) >= 1,
         timeout=10,
-        what="the order request held at the exchange",
+        what="the order held at the exchange",
     )
     system.exchange_faults()
     body["held_until"] = time.monotonic() + latency_ms / 1000 + 1.0
@@ -225,11 +224,12 @@ def _in_flight(system: ChaosSystem, client, *, latency_ms: int) -> dict:
 
 
 def test_11_slow_exchange_and_leader_change_in_flight(make_system, chaos_results):
-    """The leader's order request is in flight at a slow exchange when leadership
-    changes. (a) SIGKILL, and the customer cancels at once: the successor finds
-    no order and cancels the trade unsent; the old request, processed later, must
-    be refused by the exchange (stale epoch), or the books would miss a fill.
-    (b) SIGTERM: the leader finishes its message within its grace period."""
+    """The leader's order is held at a slow exchange when leadership changes.
+    (a) SIGKILL, and the customer cancels at once: the successor continues the
+    FIX session; the order exists once at the exchange (sent once, or resent on
+    request and deduplicated by ClOrdID) and the cancel settles it — canceled,
+    or filled if the fill came first, never both. (b) SIGTERM: the leader logs
+    out within its grace period and the successor takes the session over."""
     system = make_system()
     topic_a, topic_b = system.topics[1], system.topics[2]
     client_a = system.clients_for(1, topic=topic_a)[0]
@@ -239,9 +239,9 @@ def test_11_slow_exchange_and_leader_change_in_flight(make_system, chaos_results
     system.quiesce()
 
     leader = system.leader_of(topic_a)
-    body = _in_flight(system, client_a, latency_ms=10000)
+    body = _in_flight(system, client_a, latency_ms=5000)
     kill(system.executors[leader.holder])
-    system.fault(f"SIGKILL {leader.holder} (leader of {topic_a}), request in flight")
+    system.fault(f"SIGKILL {leader.holder} (leader of {topic_a}), order held")
     assert system.cancel(client_a, body["id"]) == 202
     load = system.workload(clients, ops=OPS // 3, seed=111).start()
     system.wait_new_leader(topic_a, above=leader.epoch, timeout=SESSION_TIMEOUT + 20)
@@ -251,21 +251,21 @@ def test_11_slow_exchange_and_leader_change_in_flight(make_system, chaos_results
     system.quiesce()
 
     leader_b = system.leader_of(topic_b)
-    body_b = _in_flight(system, client_b, latency_ms=5000)
+    body_b = _in_flight(system, client_b, latency_ms=3000)
     kill(system.executors[leader_b.holder], signal.SIGTERM)
-    system.fault(f"SIGTERM {leader_b.holder} (leader of {topic_b}), request in flight")
+    system.fault(f"SIGTERM {leader_b.holder} (leader of {topic_b}), order held")
     system.cancel(client_b, body_b["id"])
     load = system.workload(clients, ops=OPS // 3, seed=1111).start()
     system.wait_new_leader(topic_b, above=leader_b.epoch, timeout=30)
     system.wait_status(body_b["id"], TERMINAL_SET, timeout=30)
     system.start_executor(leader_b.holder)
     load.wait()
-    # The held requests reach the exchange when their injected delay ends (the
+    # The held messages are processed when their injected delay ends (the
     # condition is the fault's own schedule); only then is the outcome final.
     wait_until(
         lambda: time.monotonic() > max(body["held_until"], body_b["held_until"]),
         timeout=20,
-        what="the held order requests processed by the exchange",
+        what="the held orders processed by the exchange",
     )
     finish(system, 11, "slow-exchange-leader-change", chaos_results)
 
@@ -274,70 +274,75 @@ def test_11_slow_exchange_and_leader_change_in_flight(make_system, chaos_results
 
 
 def test_01_sigkill_leader_after_send_before_db_write(make_system, chaos_results):
-    """The exchange accepts the order but the answer is lost; the leader retries
-    (asking first) and is SIGKILLed before it wrote anything. The successor asks
-    the exchange and books what it says: no second order, no lost fill."""
+    """The exchange accepts and fills the orders but their ExecutionReports never
+    reach the leader (withheld: a gap in the exchange's numbers), and the leader
+    is SIGKILLed before it booked anything. The successor continues the session
+    from the stored numbers, asks for the gap again and books every report: no
+    second order, no lost fill."""
     system = make_system()
     topic = system.topics[3]
     client = system.clients_for(1, topic=topic)[0]
-    # The load runs on the other topics: with every answer of /orders dropped, a
-    # load trade of this topic would hold its leader (asking again and again)
-    # ahead of the scenario's own trades.
     others = [c for c in system.clients_for(CUSTOMERS + 2) if c.topic != topic]
     load = system.workload(others, ops=OPS, seed=1).start()
     load.wait_ops(10)
-    system.exchange_faults(drop_response_rate=1, paths=["/orders"])
+    system.exchange_faults(fix_withhold_rate=1)
     bodies = [system.place(client, quantity="2") for _ in range(2)]
     assert all(bodies)
 
-    def retrying() -> str | None:
-        """The executor asking about the first order (its answer was dropped).
-        Leadership may still be settling after start-up, so look at every one:
-        the one retrying is the leader, and stays it while it retries."""
-        line = f"retrying trade={bodies[0]['id']}"
-        return next((n for n in EXECUTORS if line in system.logs(n)), None)
+    def done_at_the_exchange() -> bool:
+        orders = {o["client_order_id"]: o for o in system.exchange_orders()}
+        return all(orders.get(b["id"], {}).get("status") == "filled" for b in bodies)
 
-    wait_until(retrying, timeout=20, what="the order accepted, its answer dropped")
+    wait_until(done_at_the_exchange, timeout=20, what="the orders filled, unreported")
+    assert all(system.trade_status(b["id"]) == "submitted" for b in bodies)
     leader = system.leader_of(topic)
-    assert leader.holder == retrying()
     kill(system.executors[leader.holder])
-    system.fault(f"SIGKILL {leader.holder} after the send, before the DB write")
+    system.fault(f"SIGKILL {leader.holder} with every report of its orders withheld")
     system.exchange_faults()
     system.wait_new_leader(topic, above=leader.epoch, timeout=30)
     for body in bodies:
         assert system.wait_status(body["id"], TERMINAL_SET, timeout=30) == "filled"
     system.start_executor(leader.holder)
     load.wait()
-    finish(system, 1, "sigkill-after-send", chaos_results)
+    finish(system, 1, "sigkill-reports-withheld", chaos_results)
 
 
 # --- 10 -----------------------------------------------------------------------------
 
 
-def test_10_exchange_accepts_but_answer_lost(make_system, chaos_results):
-    """Dropped answers, held connections (client timeouts), 5xx answers and
-    duplicated execution reports on order entry and the feed while the load flows:
-    every uncertain attempt is resolved by asking, every report booked once."""
+def test_10_faults_on_the_fix_link(make_system, chaos_results):
+    """The connection cut after every few orders, reports withheld (gaps),
+    duplicated (PossDupFlag) and garbled (bad CheckSum), and slow answers, all
+    while the load flows and resting orders fill: every gap recovered by
+    ResendRequest, every duplicate passed over, every garbled frame quarantined
+    and recovered, every report booked once."""
     system = make_system()
     load = system.workload(system.clients_for(CUSTOMERS + 2), ops=OPS, seed=10).start()
     load.wait_ops(8)
     system.exchange_faults(
-        drop_response_rate=0.3,
-        timeout_rate=0.2,
-        timeout_hold_s=4,
-        error_rate=0.1,
-        duplicate_reports=True,
+        fix_disconnect_after=7,
+        fix_withhold_rate=0.2,
+        fix_duplicate_rate=0.3,
+        fix_garble_rate=0.1,
+        fix_latency_ms=20,
         seed=10,
     )
-    load.wait_ops(8 + (60 if FULL else 25), timeout=60)
-    price_dip(system, "AAPL")  # resting limits fill through the (faulted) feed
+    load.wait_ops(8 + (60 if FULL else 25), timeout=90)
+    price_dip(system, "AAPL")  # resting limits fill through the faulted link
     counters = system.exchange_fault_counters()
     system.exchange_faults()
     system.notes.append(f"exchange fault counters: {counters}")
-    assert counters["dropped_responses"] + counters["timeouts"] > 0
-    assert counters["errors"] > 0 and counters["duplicated_reports"] > 0
-    load.wait()
-    finish(system, 10, "answer-lost", chaos_results)
+    assert counters["fix_disconnects"] > 0 and counters["fix_withheld_reports"] > 0
+    assert counters["fix_duplicated_reports"] > 0
+    assert counters["fix_garbled_reports"] > 0
+    load.wait(timeout=180)
+    extra = []
+    garbled = QuarantinedMessage.objects.filter(
+        session__in=system.fix_sessions, reason__startswith="garbled"
+    ).count()
+    if not garbled:
+        extra.append("garbled reports were sent but none was recorded")
+    finish(system, 10, "fix-link-faults", chaos_results, extra=extra)
 
 
 # --- 13 -----------------------------------------------------------------------------
@@ -418,10 +423,11 @@ def burst_done(threads) -> bool:
 
 
 def test_12_replay_topics_from_offset_zero(make_system, chaos_results):
-    """Every executor stops; the stored consumer offsets are deleted and the feed
-    cursors reset, and every topic's messages are produced once more: the new
-    leaders replay everything from offset 0 (and the whole feed) with no second
-    effect, while new trades flow."""
+    """Every executor stops; the stored consumer offsets are deleted, every FIX
+    session's expected incoming number is set back to 1, and every topic's
+    messages are produced once more: the new leaders replay everything from
+    offset 0 and ask the exchange to resend every report of the session, with no
+    second effect, while new trades flow."""
     system = make_system()
     clients = system.clients_for(CUSTOMERS)
     load = system.workload(clients, ops=OPS // 2, seed=12).start()
@@ -435,8 +441,10 @@ def test_12_replay_topics_from_offset_zero(make_system, chaos_results):
         produce_raw(topic, [(m.key(), m.value()) for m in messages])
     close_old_connections()
     ConsumerOffset.objects.filter(topic__in=system.topics).delete()
-    FeedCursor.objects.filter(session__in=system.topics).update(last_seq=0)
-    system.fault("offsets deleted, feed cursors reset, every topic produced again")
+    FixSession.objects.filter(sender_comp_id__in=system.fix_sessions).update(
+        next_in_seq=1
+    )
+    system.fault("offsets deleted, FIX sessions to be replayed, topics produced again")
     load = system.workload(clients, ops=OPS // 2, seed=1212).start()
     for name in EXECUTORS:
         system.start_executor(name)
@@ -706,7 +714,7 @@ def test_15_cancel_races_the_executors_submit(make_system, chaos_results):
     and open (then filled) at the exchange."""
     from django.db import connection
 
-    from broker.models import Account, Trade
+    from broker.models import Account
     from broker.services.cancellation import trade_request_cancel
 
     system = make_system()
@@ -746,3 +754,154 @@ def test_15_cancel_races_the_executors_submit(make_system, chaos_results):
     price_dip(system, "AAPL")  # a live order left at the exchange now fills
     load.wait()
     finish(system, 15, "cancel-races-submit", chaos_results)
+
+
+# --- 17-21: the FIX session -----------------------------------------------------------
+
+
+def test_17_fix_connection_cut_mid_burst(make_system, chaos_results):
+    """A burst of one customer's orders while the exchange cuts the FIX connection
+    after every third order: each cut is followed by a new logon on the same
+    numbering; whatever was journaled and not delivered is resent on request; the
+    customer's orders reach the exchange in the order they were placed, once."""
+    system = make_system()
+    burst = system.clients_for(1)[0]
+    load = system.workload(system.clients_for(CUSTOMERS), ops=OPS // 2, seed=17)
+    load.start()
+    system.exchange_faults(fix_disconnect_after=3)
+    count = 40 if FULL else 20
+    bodies = [system.place(burst, quantity="1") for _ in range(count)]
+    counters = system.exchange_fault_counters()
+    system.exchange_faults()
+    system.notes.append(f"exchange fault counters: {counters}")
+    assert counters["fix_disconnects"] > 0
+    load.wait()
+    system.converge()
+    extra = []
+    arrival = [
+        o["client_order_id"]
+        for o in system.exchange_orders()
+        if o["client_order_id"] in {b["id"] for b in bodies if b}
+    ]
+    placed = [b["id"] for b in bodies if b]
+    if arrival != placed:
+        extra.append(f"orders reached the exchange out of order: {arrival[:5]}...")
+    finish(system, 17, "fix-cut-mid-burst", chaos_results, extra=extra)
+
+
+def test_18_fill_outside_the_limit_is_quarantined(make_system, chaos_results):
+    """The exchange reports limit fills at a price beyond the limit: each such
+    report is quarantined — no fill booked, the hold kept, the trade flagged,
+    the raw message kept for operations — and the session goes on: orders placed
+    afterwards settle normally."""
+    system = make_system()
+    topic = system.topics[2]
+    victim = system.clients_for(1, topic=topic)[0]
+    clients = system.clients_for(CUSTOMERS)
+    system.workload(clients, ops=OPS // 2, seed=18).start().wait()
+    system.quiesce()
+    system.exchange_faults(fix_fill_outside_limit="25")
+    bodies = [
+        system.place(victim, quantity="1", type="limit", limit_price="60")
+        for _ in range(3)
+    ]
+    assert all(bodies)
+    for body in bodies:
+        system.wait_status(body["id"], {"submitted"}, timeout=20)
+    price_dip(system, "AAPL")  # the limits cross: filled, reported at limit + 25
+    wait_until(
+        lambda: (
+            QuarantinedMessage.objects.filter(
+                trade_id__in=[b["id"] for b in bodies]
+            ).count()
+            >= len(bodies)
+        ),
+        timeout=30,
+        what="the reports of the bad fills quarantined",
+    )
+    system.exchange_faults()
+    extra = []
+    for body in bodies:
+        trade = Trade.objects.get(id=body["id"])
+        if trade.filled_quantity or not trade.hold_remaining:
+            extra.append(
+                f"quarantined trade {trade.id}: filled {trade.filled_quantity}, "
+                f"hold {trade.hold_remaining}"
+            )
+        if "above the buy's limit" not in trade.review_reason:
+            extra.append(f"{trade.id} flagged for {trade.review_reason!r}")
+    system.workload(clients, ops=OPS // 2, seed=181).start().wait()
+    after = system.place(victim, quantity="1")
+    assert after is not None
+    if system.wait_status(after["id"], TERMINAL_SET, timeout=30) != "filled":
+        extra.append("the session stalled after the quarantine")
+    finish(system, 18, "fill-outside-limit", chaos_results, extra=extra)
+
+
+def test_19_sigkill_leader_mid_session(make_system, chaos_results):
+    """A leader SIGKILLed under load, with orders and reports in flight: the
+    successor continues the session's numbers (never resets them: no Logout for
+    a number too low at either side) and misses no report."""
+    system = make_system()
+    topic = system.topics[0]
+    load = system.workload(system.clients_for(CUSTOMERS + 2), ops=OPS, seed=19)
+    load.start()
+    load.wait_ops(12)
+    before = system.exchange_fix_sessions()[system.fix_session_of(topic)]
+    leader = system.leader_of(topic)
+    kill(system.executors[leader.holder])
+    system.fault(f"SIGKILL {leader.holder} (leader of {topic}) mid-session")
+    system.wait_new_leader(topic, above=leader.epoch, timeout=SESSION_TIMEOUT + 20)
+    system.start_executor(leader.holder)
+    load.wait()
+    price_dip(system, "MSFT")
+    system.quiesce()
+    extra = []
+    after = system.exchange_fix_sessions()[system.fix_session_of(topic)]
+    if after["next_in"] <= before["next_in"] or after["next_out"] <= before["next_out"]:
+        extra.append(f"the session's numbers did not go on: {before} -> {after}")
+    too_low = [
+        name
+        for name in EXECUTORS
+        if "MsgSeqNum too low" in system.logs(name)
+        or "MsgSeqNum too low" in system.logs("exchange_mock")
+    ]
+    if too_low:
+        extra.append(f"a sequence number went backwards ({too_low})")
+    finish(system, 19, "sigkill-leader-mid-session", chaos_results, extra=extra)
+
+
+def test_20_exchange_restarts(make_system, chaos_results):
+    """exchange_mock is stopped and started again on its store while orders
+    flow: its numbers and journal survive, the sessions log on again and
+    resume where they were (resending on request), nothing lost or doubled."""
+    system = make_system()
+    load = system.workload(system.clients_for(CUSTOMERS), ops=OPS, seed=20).start()
+    load.wait_ops(10)
+    exchange = next(p for p in system.launcher.processes if p.name == "exchange_mock")
+    assert exchange.stop() == 0
+    system.launcher.processes.remove(exchange)
+    system.fault("exchange_mock stopped")
+    system.launcher.start_exchange(system.exchange_url, store=system.exchange_store)
+    system.fault("exchange_mock started again on its store")
+    load.wait(timeout=180)
+    finish(system, 20, "exchange-restarts", chaos_results)
+
+
+@full_only
+def test_21_exchange_refuses_logons_for_a_while(make_system, chaos_results):
+    """Every Logon is refused for a few seconds (the venue down for a session
+    restart) after the connection is cut: orders keep being journaled, then go
+    out in order when the session is back."""
+    system = make_system()
+    load = system.workload(system.clients_for(CUSTOMERS), ops=OPS, seed=21).start()
+    load.wait_ops(8)
+    system.exchange_faults(fix_refuse_logons=True, fix_disconnect_after=1)
+    wait_until(
+        lambda: system.exchange_fault_counters().get("fix_refused_logons", 0) >= 3,
+        timeout=30,
+        what="logons refused",
+    )
+    system.exchange_faults()
+    load.wait(timeout=180)
+    finish(system, 21, "logons-refused", chaos_results)

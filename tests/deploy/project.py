@@ -35,7 +35,13 @@ BASE_IMAGE_NAME = "trade-execution-backend"
 
 # manage.py commands run by hand (operations: `kubectl exec deploy/api -- python
 # manage.py <command>`), never deployed as a role.
-ONE_SHOT_COMMANDS = {"audit", "create_customer", "leadership", "reconcile"}
+ONE_SHOT_COMMANDS = {
+    "audit",
+    "create_customer",
+    "fix_reset",
+    "leadership",
+    "reconcile",
+}
 # The project's apps the image ships and production installs, and the local
 # tooling only the local and test settings install (never in the image).
 IMAGE_APPS = ("broker", "relay", "executor")

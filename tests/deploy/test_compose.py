@@ -145,6 +145,8 @@ def test_api_is_published_and_listens_on_all_interfaces():
     assert f"8000:{env.get('API_PORT', '8000')}" in [str(p) for p in api["ports"]]
     allowed = env["DJANGO_ALLOWED_HOSTS"].split(",")
     assert "localhost" in allowed and "127.0.0.1" in allowed
+    # Published with no proxy in front: X-Forwarded-For is the client's own.
+    assert env.get("TRUSTED_PROXY_COUNT", "0") == "0"
     for name, service in services().items():
         if name not in roles()["api"]:
             assert "ports" not in service, f"{name} is published"

@@ -324,6 +324,16 @@ def test_ingress_routes_to_the_api_on_an_allowed_host(name):
         assert {rule["host"] for rule in ingress["spec"]["rules"]} <= tls_hosts
 
 
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_api_trusts_the_ingress_in_front_of_it_and_nothing_more(name):
+    # ingress-nginx is the one proxy writing X-Forwarded-For before the api: one
+    # trusted hop. More would let a client choose its address (and so its login
+    # rate limit); fewer would put every client behind the ingress's address.
+    resources = overlay(name)
+    assert by_kind(resources, "Ingress")
+    assert config_map_data(resources)["TRUSTED_PROXY_COUNT"] == "1"
+
+
 # --- configuration
 
 

@@ -21,9 +21,10 @@ from tests.deploy.project import (
 )
 
 # What each role talks to (DESIGN.md; broker/quotes.py: the api asks the exchange for
-# quotes; broker/ops.py: the admin reads the elections from ZooKeeper).
+# quotes, at its market-data address; broker/ops.py: the admin reads the elections
+# from ZooKeeper).
 DEPENDENCIES = {
-    "api": {"postgresql", "redis", "exchange", "zookeeper"},
+    "api": {"postgresql", "redis", "exchange-quotes", "zookeeper"},
     "relay": {"postgresql", "kafka"},
     "executor": {"postgresql", "kafka", "zookeeper", "exchange"},
     "celery-worker": {"postgresql", "redis"},
@@ -35,6 +36,7 @@ PORTS = {
     "postgresql": 5432,
     "redis": 6379,
     "exchange": 8100,
+    "exchange-quotes": 8102,
     "zookeeper": 2181,
     "kafka": 9092,
 }
@@ -127,6 +129,10 @@ def dependency_targets(name: str) -> dict[str, tuple[Pod | External, int]]:
         for dependency in ("postgresql", "redis"):
             targets[dependency] = (pods[dependency], PORTS[dependency])
         targets["exchange"] = (pods["exchange-mock"], PORTS["exchange"])
+        targets["exchange-quotes"] = (
+            pods["exchange-mock"],
+            PORTS["exchange-quotes"],
+        )
     else:
         targets["postgresql"] = (
             first_address(policies["allow-postgresql-egress"]),
@@ -136,6 +142,11 @@ def dependency_targets(name: str) -> dict[str, tuple[Pod | External, int]]:
         exchange = policies["allow-exchange-egress"]["spec"]["egress"][0]
         targets["exchange"] = (first_address(policies["allow-exchange-egress"]), 0)
         targets["exchange"] = (targets["exchange"][0], exchange["ports"][0]["port"])
+        quotes = policies["allow-exchange-quotes-egress"]
+        targets["exchange-quotes"] = (
+            first_address(quotes),
+            quotes["spec"]["egress"][0]["ports"][0]["port"],
+        )
     return targets
 
 
@@ -151,7 +162,10 @@ def test_each_role_reaches_exactly_its_dependencies(name):
     wrong = []
     for component, source in app_pods(name).items():
         for dependency, (target, port) in targets.items():
-            expected = dependency in DEPENDENCIES[component]
+            # Dependencies at one address and port (the real exchange's orders
+            # and quotes in prod) are one endpoint: a role using either reaches it.
+            same = {d for d, t in targets.items() if t == (target, port)}
+            expected = bool(same & DEPENDENCIES[component])
             if connection_allowed(policies, source, target, port) != expected:
                 wrong.append((component, dependency, "denied" if expected else "open"))
     assert not wrong
@@ -229,3 +243,20 @@ def test_zookeeper_members_reach_each_other(name):
     policies = policies_of(name)
     for port in (2888, 3888, 2181):
         assert connection_allowed(policies, member, member, port) == (port != 2181)
+
+
+def test_the_api_reaches_the_exchange_simulator_only_on_its_quotes_port():
+    """The internet-facing api may ask for prices, never reach order entry or the
+    simulator's /admin/* routes (8100): only the executors may."""
+    policies = policies_of("local")
+    pods = app_pods("local")
+    exchange = pods["exchange-mock"]
+    for port in exchange.port_names.values():
+        assert connection_allowed(policies, pods["api"], exchange, port) == (
+            port == exchange.port_names["quotes"]
+        ), port
+        assert connection_allowed(policies, pods["executor"], exchange, port) == (
+            port == exchange.port_names["http"]
+        ), port
+        for component in ("relay", "celery-worker", "celery-beat", "migrate"):
+            assert not connection_allowed(policies, pods[component], exchange, port)

@@ -1,20 +1,22 @@
-"""The exchange as a real process for tests: ``python -m exchange_mock`` on a free
-port, with a small HTTP client and problem assertions."""
+"""The exchange as a real process for tests: ``python -m exchange_mock`` on free
+ports, with a small HTTP client, a FIX client factory and problem assertions."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
 from devstack.launcher import AppLauncher, free_port
 from devstack.wait import NotReady, wait_until
+from exchange_mock.admin import admin_headers
+from tests.exchange_mock.fixclient import FixTestClient
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
@@ -43,18 +45,22 @@ class ExchangeProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
-        launcher = AppLauncher(
-            env={
-                "EXCHANGE_HOST": "127.0.0.1",
-                "EXCHANGE_PORT": str(self.port),
-                "EXCHANGE_STORE": str(store),
-                "EXCHANGE_TICK_SECONDS": tick_seconds,
-                "EXCHANGE_SEED": "42",
-                "LOG_LEVEL": "INFO",
-                **(env or {}),
-            },
-            log_dir=log.parent,
-        )
+        env = {
+            "EXCHANGE_HOST": "127.0.0.1",
+            "EXCHANGE_PORT": str(self.port),
+            # Its own FIX port too: exchanges of several tests may run at once.
+            "EXCHANGE_FIX_PORT": str(free_port()),
+            "EXCHANGE_STORE": str(store),
+            "EXCHANGE_TICK_SECONDS": tick_seconds,
+            "EXCHANGE_SEED": "42",
+            "LOG_LEVEL": "INFO",
+            **(env or {}),
+        }
+        self.fix_port = int(env["EXCHANGE_FIX_PORT"])
+        # The launcher passes this process's environment on: the exchange's
+        # admin token (if any) is the one of both together.
+        self.admin_headers = admin_headers({**os.environ, **env})
+        launcher = AppLauncher(env=env, log_dir=log.parent)
         self.process = launcher.start(log.stem, [sys.executable, "-m", "exchange_mock"])
         self.popen = self.process.popen
         self.log = self.process.log_path
@@ -79,6 +85,11 @@ class ExchangeProcess:
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def fix_client(self, sender: str = "BROKER-0") -> FixTestClient:
+        """A raw FIX client connected to this exchange's acceptor (not logged
+        on yet)."""
+        return FixTestClient(self.fix_port, sender=sender)
+
     def connect(self, timeout: float = 10) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
@@ -92,7 +103,9 @@ class ExchangeProcess:
         conn: http.client.HTTPConnection | None = None,
         timeout: float = 10,
         headers: dict[str, str] | None = None,
+        admin_auth: bool = True,
     ) -> Response:
+        """``admin_auth``: send the admin token on ``/admin`` paths."""
         own = conn is None
         conn = conn or self.connect(timeout)
         try:
@@ -102,6 +115,8 @@ class ExchangeProcess:
                 else (None if body is None else json.dumps(body).encode())
             )
             sent = {"Content-Type": "application/json"} if payload is not None else {}
+            if admin_auth and path.startswith("/admin"):
+                sent.update(self.admin_headers)
             conn.request(
                 method, path, body=payload, headers={**sent, **(headers or {})}
             )
@@ -121,21 +136,6 @@ class ExchangeProcess:
             pytest.fail(f"exchange ignored SIGTERM:\n{self.logs()}")
 
 
-def new_id() -> str:
-    return f"t-{uuid.uuid4()}"
-
-
-def order_body(client_order_id: str, **overrides) -> dict:
-    return {
-        "client_order_id": client_order_id,
-        "symbol": "AAPL",
-        "side": "buy",
-        "quantity": "10",
-        "type": "market",
-        **overrides,
-    }
-
-
 def assert_problem(response: Response, status: int, code: str) -> dict:
     assert response.status == status, response.raw_body
     assert response.content_type == "application/problem+json"
@@ -144,8 +144,3 @@ def assert_problem(response: Response, status: int, code: str) -> dict:
     assert problem["code"] == code
     assert problem["type"] and problem["title"] and problem["detail"]
     return problem
-
-
-def fence(session: str, epoch: int) -> dict[str, str]:
-    """The headers of a fenced request."""
-    return {"X-Session": session, "X-Epoch": str(epoch)}

@@ -1,5 +1,6 @@
 """The engine: resting orders matched on ticks, session close and open, cancel,
-epoch fencing and the report feed, in one process (no HTTP)."""
+epoch fencing and the report feed the FIX acceptor turns into ExecutionReports,
+in one process (no FIX, no HTTP)."""
 
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ def exchange(store):
 
 
 def feed(exchange: Exchange, session: str = "default", after: int = 0):
-    reports, _ = exchange.feed.read(session, after, 1000, 0)
+    reports = exchange.feed.read(session, after, 1000, 0)
     return [(r["seq"], r["type"], r["order"]["status"]) for r in reports]
 
 
@@ -114,8 +115,7 @@ def test_matching_happens_in_arrival_order(exchange):
     first, second = exchange.list_orders()
     assert first.executions[0].timestamp <= second.executions[0].timestamp
     seqs = {
-        r["client_order_id"]: r["seq"]
-        for r in exchange.feed.read("default", 2, 10, 0)[0]
+        r["client_order_id"]: r["seq"] for r in exchange.feed.read("default", 2, 10, 0)
     }
     assert seqs == {"first": 3, "second": 4}
 
@@ -231,14 +231,15 @@ def test_feed_sequences_are_per_session_and_gapless(exchange):
     assert feed(exchange, "b") == [(1, "fill", "filled")]
     assert feed(exchange, "default") == [(1, "fill", "filled")]
     assert feed(exchange, "a", after=1) == [(2, "canceled", "canceled")]
-    reports, last = exchange.feed.read("a", 0, 1, 0)
-    assert (len(reports), last) == (1, 2)  # a short page still says what is newest
-    assert exchange.feed.read("nobody", 0, 10, 0) == ([], 0)
+    assert [r["seq"] for r in exchange.feed.read("a", 0, 1, 0)] == [1]  # a page
+    assert exchange.feed.last_seq("a") == 2
+    assert exchange.feed.read("nobody", 0, 10, 0) == []
+    assert exchange.feed.last_seq("nobody") == 0
 
 
 def test_report_carries_the_execution_and_the_order_after_the_change(exchange):
     exchange.submit(market(quantity="1500"), Fence("s", 1))
-    [report] = exchange.feed.read("s", 0, 10, 0)[0]
+    [report] = exchange.feed.read("s", 0, 10, 0)
     assert report["type"] == "fill"
     assert report["execution"]["exec_id"] == "EX-000001-1"
     assert report["execution"]["quantity"] == "1000"
@@ -247,38 +248,38 @@ def test_report_carries_the_execution_and_the_order_after_the_change(exchange):
     assert report["order"] == exchange.get_order("m-1").to_json()
 
 
-def test_long_poll_is_woken_by_a_new_report(exchange):
+def test_a_blocked_feed_read_is_woken_by_a_new_report(exchange):
+    """The FIX pump's read: it waits for the next report instead of polling."""
     exchange.submit(limit(), Fence("s", 1))
     result = {}
 
-    def poll():
-        result["read"] = exchange.feed.read("s", 1, 10, 10)
+    def read():
+        started = time.monotonic()
+        result["reports"] = exchange.feed.read("s", 1, 10, 10)
+        result["elapsed"] = time.monotonic() - started
 
-    reader = threading.Thread(target=poll)
+    reader = threading.Thread(target=read)
     reader.start()
-    deadline = time.monotonic() + 5
-    while exchange.feed.waiting == 0 and time.monotonic() < deadline:
-        time.sleep(0.005)  # polling with a deadline until the reader blocks
-    assert exchange.feed.waiting == 1
+    # Whether the reader is already blocked or not, the fill must reach it long
+    # before its 10 s wait runs out.
     exchange.quotes.set("AAPL", last=Decimal("188"))
     reader.join(5)
     assert not reader.is_alive()
-    reports, last = result["read"]
-    assert [r["type"] for r in reports] == ["fill"]
-    assert last == 2
+    assert [r["type"] for r in result["reports"]] == ["fill"]
+    assert result["elapsed"] < 5
 
 
-def test_long_poll_returns_empty_after_the_wait_or_at_close(exchange):
-    assert exchange.feed.read("s", 0, 10, 0.05) == ([], 0)
-    exchange.feed.close()
-    assert exchange.feed.read("s", 0, 10, 30) == ([], 0)  # at once
+def test_a_feed_read_with_nothing_new_returns_empty_after_its_wait(exchange):
+    started = time.monotonic()
+    assert exchange.feed.read("s", 0, 10, 0.05) == []
+    assert time.monotonic() - started >= 0.05
 
 
 def test_duplicate_reports_fault_appends_each_report_twice(store):
     faults = Faults(FaultConfig(duplicate_reports=True))
     exchange = make_exchange(store, faults=faults)
     exchange.submit(market(), Fence("s", 1))
-    reports = exchange.feed.read("s", 0, 10, 0)[0]
+    reports = exchange.feed.read("s", 0, 10, 0)
     assert [r["seq"] for r in reports] == [1, 2]
     assert reports[0]["execution"] == reports[1]["execution"]
     assert faults.snapshot()["counters"]["duplicated_reports"] == 1
@@ -300,6 +301,8 @@ def test_restart_keeps_open_orders_feed_and_epochs(tmp_path):
     exchange.quotes.set("AAPL", last=Decimal("188"))
     assert exchange.get_order("c-1").status == "filled"
     assert feed(exchange, "s") == [(1, "new", "new"), (2, "fill", "filled")]
+    # The order-id sequence carries on: no id is handed out twice.
+    assert exchange.submit(market("after-restart")).order.order_id == "EX-000002"
     second.close()
 
 

@@ -11,7 +11,7 @@ from exchange_mock.faults import NO_FAULTS, FaultConfig, FaultConfigError, Fault
 
 def test_empty_config_injects_nothing():
     faults = Faults()
-    assert faults.plan("/orders") == NO_FAULTS
+    assert faults.plan("/quotes/AAPL") == NO_FAULTS
     assert faults.report_copies(3) == 1
     snapshot = faults.snapshot()
     assert snapshot["config"] == FaultConfig().to_json()
@@ -22,19 +22,16 @@ def test_parse_accepts_numbers_and_strings():
     config = FaultConfig.parse(
         {
             "latency_ms": 50,
-            "drop_response_rate": Decimal("0.5"),  # JSON 0.5 parsed as Decimal
-            "error_rate": "0.25",
-            "timeout_rate": 1,
-            "timeout_hold_s": 0.5,
+            "error_rate": Decimal("0.25"),  # JSON 0.25 parsed as Decimal
             "duplicate_reports": True,
             "refuse_connections": False,
-            "paths": ["/orders"],
+            "paths": ["/quotes"],
             "seed": 7,
         }
     )
-    assert config.drop_response_rate == 0.5
     assert config.error_rate == 0.25
-    assert config.paths == ("/orders",)
+    assert config.paths == ("/quotes",)
+    assert FaultConfig.parse({"error_rate": "0.5"}).error_rate == 0.5
 
 
 @pytest.mark.parametrize(
@@ -47,12 +44,15 @@ def test_parse_accepts_numbers_and_strings():
         {"latency_ms": -1},
         {"latency_ms": 1.5},
         {"latency_ms": 10**9},
-        {"timeout_hold_s": 1000},
         {"duplicate_reports": "yes"},
-        {"paths": "/orders"},
-        {"paths": ["orders"]},
+        {"paths": "/quotes"},
+        {"paths": ["quotes"]},
         {"seed": "7"},
         {"drop_rate": 1},
+        # The faults of the HTTP order entry went with it.
+        {"drop_response_rate": 1},
+        {"timeout_rate": 1},
+        {"timeout_hold_s": 1},
     ],
 )
 def test_parse_refuses_bad_values(body):
@@ -64,48 +64,45 @@ def test_parse_refuses_bad_values(body):
 @pytest.mark.parametrize(
     ("path", "applies"),
     [
-        ("/orders", True),
-        ("/orders/x/cancel", True),
-        ("/sessions/trades.0/reports", True),
-        ("/ordersx", False),
-        ("/quotes/AAPL", False),
+        ("/quotes", True),
+        ("/quotes/AAPL", True),
+        ("/symbols", True),
+        ("/clock", True),
+        ("/quotesx", False),
+        ("/orders", False),
+        ("/orders/x", False),
+        ("/fix/sessions", False),
         ("/admin/faults", False),
         ("/healthz", False),
     ],
 )
-def test_default_paths_and_exemptions(path, applies):
+def test_default_paths_are_the_market_data_and_exemptions(path, applies):
     assert FaultConfig(error_rate=1).applies_to(path) is applies
 
 
 def test_admin_and_health_are_exempt_even_when_listed():
     config = FaultConfig(error_rate=1, paths=("/",))
-    assert config.applies_to("/quotes")
+    assert config.applies_to("/orders")
     assert not config.applies_to("/admin/faults")
     assert not config.applies_to("/healthz")
 
 
-def test_rates_of_one_always_fire_in_priority_order():
-    faults = Faults(
-        FaultConfig(error_rate=1, drop_response_rate=1, timeout_rate=1, latency_ms=5)
-    )
-    plan = faults.plan("/orders")
-    assert (plan.error, plan.drop, plan.hold_s, plan.delay_s) == (
-        True,
-        False,
-        None,
-        0.005,
-    )
-    faults.configure(FaultConfig(drop_response_rate=1, timeout_rate=1))
-    assert faults.plan("/orders").drop
-    faults.configure(FaultConfig(timeout_rate=1, timeout_hold_s=2))
-    assert faults.plan("/orders").hold_s == 2
-    assert faults.snapshot()["counters"]["timeouts"] == 1  # reset by configure
+def test_error_and_latency_are_planned_and_counted():
+    faults = Faults(FaultConfig(error_rate=1, latency_ms=5))
+    plan = faults.plan("/quotes/AAPL")
+    assert (plan.refuse, plan.error, plan.delay_s) == (False, True, 0.005)
+    assert faults.plan("/orders") == NO_FAULTS  # not under the paths
+    counters = faults.snapshot()["counters"]
+    assert (counters["errors"], counters["delayed"]) == (1, 1)
+    faults.configure(FaultConfig(latency_ms=5))
+    assert not faults.plan("/quotes").error
+    assert faults.snapshot()["counters"]["errors"] == 0  # reset by configure
 
 
 def test_same_seed_same_faults():
     def draws(seed):
         faults = Faults(FaultConfig(error_rate=0.5, seed=seed))
-        return [faults.plan("/orders").error for _ in range(50)]
+        return [faults.plan("/quotes").error for _ in range(50)]
 
     assert draws(3) == draws(3)
     assert 0 < sum(draws(3)) < 50
@@ -113,7 +110,7 @@ def test_same_seed_same_faults():
 
 def test_refuse_and_duplicates_are_counted():
     faults = Faults(FaultConfig(refuse_connections=True, duplicate_reports=True))
-    assert faults.plan("/orders").refuse
+    assert faults.plan("/quotes").refuse
     assert faults.plan("/admin/faults") == NO_FAULTS
     assert faults.report_copies(2) == 2
     counters = faults.snapshot()["counters"]

@@ -16,6 +16,7 @@ from broker.models import Customer, TopicLeader
 from broker.topics import all_topics, dead_letter_topic, topic_for_customer
 from devstack.launcher import AppLauncher, AppProcess, free_port
 from devstack.wait import wait_until
+from exchange_mock.admin import admin_headers
 from tests.factories import make_customer
 from tests.stack_cleanup import drop_topics_and_znodes
 
@@ -51,7 +52,10 @@ class RunningSystem:
 
     def exchange_admin(self, path: str, body: dict | None = None) -> dict:
         response = requests.post(
-            f"{self.exchange_url}/admin/{path}", json=body or {}, timeout=10
+            f"{self.exchange_url}/admin/{path}",
+            json=body or {},
+            headers=admin_headers(),
+            timeout=10,
         )
         assert response.status_code == 200, response.text
         return response.json()
@@ -90,7 +94,7 @@ class RunningSystem:
         return process
 
 
-def _database_url() -> str:
+def database_url() -> str:
     db = settings.DATABASES["default"]  # NAME is the test database by now
     return (
         f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/"
@@ -107,7 +111,7 @@ def system(
     launcher = AppLauncher(
         env={
             "DJANGO_SETTINGS_MODULE": "broker.settings.local",
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": database_url(),
             "TRADE_TOPIC_PREFIX": settings.TRADE_TOPIC_PREFIX,
             "TRADE_TOPICS": str(settings.TRADE_TOPICS),
             "ZOOKEEPER_ROOT": settings.ZOOKEEPER_ROOT,
@@ -115,6 +119,8 @@ def system(
             "ZOOKEEPER_SESSION_TIMEOUT": str(settings.ZOOKEEPER_SESSION_TIMEOUT),
             "KAFKA_BOOTSTRAP_SERVERS": settings.KAFKA_BOOTSTRAP_SERVERS,
             "EXCHANGE_URL": exchange_url,
+            # The exchange listens for FIX here and the executors connect here.
+            "EXCHANGE_FIX_PORT": str(free_port()),
             # Quotes move only when a test moves them: fills are deterministic.
             "EXCHANGE_TICK_SECONDS": "0",
             "RELAY_POLL_SECONDS": "0.5",

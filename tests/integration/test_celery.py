@@ -23,17 +23,10 @@ from broker.models import Account, OutboxEvent, Trade, TradeEvent
 from devstack.launcher import REPO_ROOT, AppLauncher
 from devstack.wait import wait_until
 from tests.factories import make_customer
+from tests.integration.conftest import database_url
 from tests.integration.scraping import scrape, worker_url
 
 pytestmark = pytest.mark.integration
-
-
-def _database_url() -> str:
-    db = settings.DATABASES["default"]  # NAME is the test database by now
-    return (
-        f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/"
-        f"{db['NAME']}"
-    )
 
 
 def _child_env(tmp_path) -> dict[str, str]:
@@ -41,7 +34,7 @@ def _child_env(tmp_path) -> dict[str, str]:
     beat schedule of this test's own and a one-second stuck-trade job."""
     return {
         "DJANGO_SETTINGS_MODULE": "broker.settings.local",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "CACHE_KEY_PREFIX": f"test-{settings.TEST_RUN_ID}",
         "TRADE_TOPIC_PREFIX": settings.TRADE_TOPIC_PREFIX,

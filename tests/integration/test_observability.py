@@ -93,10 +93,7 @@ def test_relay_and_executor_metrics_move_with_a_trade(system, live_db):
             > summed("broker_outbox_published_total", before)
             and summed("broker_executor_messages_total", after, topic=topic)
             > summed("broker_executor_messages_total", before, topic=topic)
-            and summed(
-                "broker_exchange_request_seconds_count", after, operation="place"
-            )
-            > summed("broker_exchange_request_seconds_count", before, operation="place")
+            and summed("broker_fix_logged_on", after, topic=topic) == 1
         )
 
     wait_until(moved, timeout=30, what="relay and executor counters to move")
@@ -135,30 +132,39 @@ def test_exchange_metrics_count_orders_fills_and_injected_faults(system, live_db
     assert total(after, "exchange_injected_faults_total") >= 1
 
 
-def test_exchange_retries_and_the_outbox_backlog_move_their_metrics(system, live_db):
-    """Retries count while the exchange answers 5xx to orders; the relay's backlog
-    gauges rise for a row no relay serves (a stuck shard) and fall when it goes."""
+def test_fix_reconnects_and_the_outbox_backlog_move_their_metrics(system, live_db):
+    """The FIX session's logon count moves when the exchange cuts the connection
+    (the order still fills, once); the relay's backlog gauges rise for a row no
+    relay serves (a stuck shard) and fall when it goes."""
     relays = [p for p in system.launcher.processes if p.name.startswith("relay")]
     executors = list(system.executors.values())
 
-    def summed(name: str, processes) -> float:
-        return sum(total(scrape(worker_url(p)), name) for p in processes)
+    def summed(name: str, processes, **labels: str) -> float:
+        return sum(total(scrape(worker_url(p)), name, **labels) for p in processes)
 
-    retries_before = summed("broker_exchange_retries_total", executors)
-    _, token = customer_on_topic(all_topics()[3])
-    system.exchange_admin("faults", {"error_rate": 1.0, "paths": ["/orders"]})
+    topic = all_topics()[3]
+    logons_before = summed("broker_fix_events_total", executors, event="logon")
+    _, token = customer_on_topic(topic)
+    system.exchange_admin("faults", {"fix_disconnect_after": 1})
     try:
         trade = place_over_http(system, token, quantity="1")
         wait_until(
             lambda: (
-                summed("broker_exchange_retries_total", executors) >= retries_before + 2
+                summed("broker_fix_events_total", executors, event="logon")
+                > logons_before
             ),
             timeout=30,
-            what="the leader to retry the refused order",
+            what="the leader to log on again after the cut",
         )
     finally:
         system.exchange_admin("faults", {})
     wait_for_status(system, token, trade["id"], "filled")
+    assert len(system.exchange_orders(trade["id"])) == 1
+    wait_until(
+        lambda: summed("broker_fix_logged_on", executors, topic=topic) == 1,
+        timeout=30,
+        what="the session logged on again",
+    )
 
     stuck = OutboxEvent.objects.create(
         topic="unserved.trades.0", key="0", event_type="trade.placed", payload={}

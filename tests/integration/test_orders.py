@@ -16,6 +16,7 @@ from broker.audit import ledger_discrepancies
 from broker.models import Account, Execution, Position
 from broker.topics import all_topics
 from devstack.wait import wait_until
+from exchange_mock.admin import admin_headers
 from tests.integration.conftest import customer_on_topic, wait_for_status
 
 pytestmark = pytest.mark.integration
@@ -316,10 +317,12 @@ def test_day_orders_expire_at_the_close_of_the_accelerated_clock(system, live_db
     books_balance(customer)
 
 
-def test_reconcile_catches_a_trade_up_when_its_feed_is_silent(system, live_db):
-    """The fill of a resting order happens while the leader cannot read the
-    report feed (the exchange answers it with errors): `manage.py reconcile`
-    sends the trade through its topic, and the leader asks the exchange."""
+def test_reconcile_recovers_a_withheld_fill_through_the_session(system, live_db):
+    """The fill of a resting order is reported but never reaches the leader (the
+    exchange withholds the ExecutionReport: a gap in its numbers). `manage.py
+    reconcile` sends the trade through its topic; the leader's OrderStatusRequest
+    is answered above the gap, the leader asks for the missing number again and
+    books the fill, then the status."""
     _, token = customer_on_topic(all_topics()[2])
     system.set_quote("AMZN", last="120.00", size=1000)
     trade = place(
@@ -332,15 +335,19 @@ def test_reconcile_catches_a_trade_up_when_its_feed_is_silent(system, live_db):
         time_in_force="gtc",
     )
     wait_for_status(system, token, trade["id"], "submitted")
-    system.exchange_admin("faults", {"error_rate": 1.0, "paths": ["/sessions"]})
+    system.exchange_admin("faults", {"fix_withhold_rate": 1.0})
     try:
         system.set_quote("AMZN", last="109.00")
         assert system.exchange_orders(trade["id"])[0]["status"] == "filled"
-        out = io.StringIO()
-        call_command("reconcile", trade["id"], stdout=out)
-        assert "reconcile requested" in out.getvalue()
-        filled = wait_for_status(system, token, trade["id"], "filled")
+        faults = requests.get(
+            f"{system.exchange_url}/admin/faults", headers=admin_headers(), timeout=5
+        ).json()
+        assert faults["counters"]["fix_withheld_reports"] >= 1
     finally:
         system.exchange_admin("faults", {})
+    out = io.StringIO()
+    call_command("reconcile", trade["id"], stdout=out)
+    assert "reconcile requested" in out.getvalue()
+    filled = wait_for_status(system, token, trade["id"], "filled")
     assert len(filled["fills"]) == 1
     assert Execution.objects.filter(trade_id=trade["id"]).count() == 1

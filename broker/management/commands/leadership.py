@@ -1,5 +1,5 @@
 """``manage.py leadership``: who leads each topic, per PostgreSQL (the fence) and
-live per ZooKeeper, with the consumer offsets and the exchange feed cursor."""
+live per ZooKeeper, with the consumer offsets and the topic's FIX session."""
 
 from django.core.management.base import BaseCommand
 
@@ -29,8 +29,13 @@ class Command(BaseCommand):
                 ", ".join(f"p{o.partition}@{o.next_offset}" for o in row["offsets"])
                 or "-"
             )
-            cursor = row["feed_cursor"].last_seq if row["feed_cursor"] else 0
+            fix = row["fix_session"]
+            session = (
+                f"{fix.sender_comp_id} out {fix.next_out_seq} in {fix.next_in_seq}"
+                if fix
+                else "-"
+            )
             self.stdout.write(
                 f"{row['topic']:<16} fence: {held:<45} zookeeper: {queue:<40} "
-                f"offsets: {offsets}  feed: {cursor}"
+                f"offsets: {offsets}  fix: {session}"
             )

@@ -158,7 +158,8 @@ def test_placement_reuses_a_fresh_last_price_and_refetches_a_stale_one(monkeypat
         return fake_quote(symbol)
 
     monkeypatch.setattr(quotes, "quote", counting_quote)
-    monkeypatch.setattr(quotes, "_last_prices", {})
+    monkeypatch.setattr(quotes, "_listed", quotes.PriceCache(10))
+    monkeypatch.setattr(quotes, "_unlisted", quotes.PriceCache(10))
     clock = [1000.0]
     monkeypatch.setattr(quotes.time, "monotonic", lambda: clock[0])
     with override_settings(QUOTE_MAX_AGE_SECONDS=1.0):
