@@ -152,6 +152,7 @@ class FixSession:
         self._next_in = 0
         self._stored_next_in = 0
         self._stored_at = 0.0
+        self._logon_seq = 0
         self._held: dict[int, Message] = {}
         self._resend_pending_until = 0
         self._last_sent = 0.0
@@ -303,6 +304,7 @@ class FixSession:
             else:
                 seq = state.seq_allocate(sender_comp_id=self.config.sender_comp_id)
         self._next_in = self._stored_next_in = 1 if reset else current.next_in_seq
+        self._logon_seq = seq
         epoch = f"epoch={self._fence.epoch}"
         body: list[tuple[int, object]] = [
             (Tag.ENCRYPT_METHOD, 0),
@@ -342,7 +344,7 @@ class FixSession:
         if interval and interval.isdigit() and int(interval) > 0:
             self._heartbeat = int(interval)
         self._last_received = time.monotonic()
-        self._logged_on.set()
+        self._go_live()
         FIX_LOGGED_ON.labels(self.topic).set(1)
         FIX_EVENTS.labels(self.topic, "logon").inc()
         logger.info(
@@ -362,6 +364,37 @@ class FixSession:
             self._too_low(logon)
         if self._on_logon is not None:
             self._on_logon()
+
+    def _go_live(self) -> None:
+        """Logged on: from now on ``sending()`` writes at once. Whatever the
+        leader numbered while the Logon was on its way (after the Logon's own
+        number, so never written on an earlier connection) goes out first, in
+        order, under the send lock: it would otherwise wait for the acceptor to
+        notice the gap."""
+        with self._send_lock:
+            with self._fence.transaction():
+                current = state.session_state(
+                    sender_comp_id=self.config.sender_comp_id, topic=self.topic
+                )
+                waiting = state.journal_range(
+                    sender_comp_id=self.config.sender_comp_id,
+                    first=self._logon_seq + 1,
+                    last=current.next_out_seq - 1,
+                )
+            self._logged_on.set()
+            self._write_all(
+                [
+                    encode(
+                        msg_type=row.msg_type,
+                        sender=self.config.sender_comp_id,
+                        target=self.config.target_comp_id,
+                        seq=row.seq,
+                        body=body_fields(row.body),
+                        sending_time=row.sending_time,
+                    )
+                    for row in waiting
+                ]
+            )
 
     def _serve(self) -> None:
         while not self._stopping():
@@ -810,7 +843,7 @@ class FixSession:
 
     def _write_all(self, frames: list[bytes]) -> None:
         sock = self._sock
-        if sock is None:
+        if sock is None or not frames:
             return  # journaled: the next logon's resend delivers it
         try:
             sock.sendall(b"".join(frames))

@@ -324,3 +324,19 @@ def test_a_successor_continues_the_numbers_and_resends_what_never_left(
     wait_until(lambda: state().next_in_seq == 5, timeout=10, what="next_in 5")
     assert not [m for m in acceptor.received if m.msg_type == MsgType.RESEND_REQUEST]
     assert first.booked_seqs() == [2] and second.booked == []
+
+
+def test_orders_numbered_while_the_logon_is_on_its_way_go_out_at_logon(
+    acceptor, running
+):
+    """The leader journals orders before the acceptor answered the Logon: they
+    go out as soon as it does, in order, without waiting for the acceptor to
+    notice a gap."""
+    leader = running()
+    acceptor.wait_type(MsgType.LOGON)
+    leader.send_orders(2)  # numbered 2 and 3, not written yet
+    assert acceptor.of_type(MsgType.NEW_ORDER_SINGLE) == []
+    acceptor.logon()
+    orders = [acceptor.wait_type(MsgType.NEW_ORDER_SINGLE, after=n) for n in (1, 2)]
+    # Originals, unasked: the scripted acceptor never asks for a resend.
+    assert [(o.seq, o.poss_dup) for o in orders] == [(2, False), (3, False)]
