@@ -108,10 +108,15 @@ def _request_reconciles(
 def reconcile_stuck_trades(older_than: timedelta) -> int:
     """Request a reconcile for every open trade (submitted, partially filled or
     pending cancel, and sent) not updated for longer than ``older_than``, at most
-    once per ``older_than`` per trade. Returns how many were requested."""
+    once per ``older_than`` per trade, except those flagged for review (a
+    quarantined report: operations decide). Returns how many were requested."""
     started = time.monotonic()
     candidates, requested = _request_reconciles(
-        Trade.objects.filter(RECONCILABLE, stuck(older_than=older_than)),
+        # A trade flagged for review waits for operations: asking the venue
+        # again would only quarantine its answer again.
+        Trade.objects.filter(
+            RECONCILABLE, stuck(older_than=older_than), review_reason=""
+        ),
         within=older_than,
         requested_by="job:reconcile_stuck_trades",
     )
@@ -144,7 +149,10 @@ def expire_day_orders(
     within = within or stuck_after()
     today = start_of_day(now)
     overdue = Trade.objects.filter(
-        RECONCILABLE, time_in_force=Trade.TimeInForce.DAY, created_at__lt=today
+        RECONCILABLE,
+        time_in_force=Trade.TimeInForce.DAY,
+        created_at__lt=today,
+        review_reason="",
     )
     candidates, requested = _request_reconciles(
         overdue, within=within, requested_by="job:expire_day_orders"

@@ -149,6 +149,13 @@ def test_terminal_trades_get_none(status):
     assert reconcile_requests(trade) == []
 
 
+def test_a_trade_flagged_for_review_is_left_to_operations():
+    flagged = open_trade(idle=timedelta(minutes=5))
+    Trade.objects.filter(pk=flagged.pk).update(review_reason="LastPx above the limit")
+    jobs.reconcile_stuck_trades(older_than=THRESHOLD)
+    assert reconcile_requests(flagged) == []
+
+
 def test_unsent_trades_are_left_to_their_placement_event():
     accepted = open_trade(status=Status.ACCEPTED, idle=timedelta(hours=1))
     canceling = open_trade(status=Status.PENDING_CANCEL, idle=timedelta(hours=1))
