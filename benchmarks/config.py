@@ -36,6 +36,10 @@ class Profile:
     scale_topics: tuple[int, ...]
     scale_executors: tuple[int, ...]
     scale_trades: int  # trades per (topics, executors) point
+    # 6. FIX
+    fix_throughput_orders: int  # the one-topic backlog one leader drains
+    fix_idle_trades: int  # placed one at a time
+    fix_bursts: int  # the demo's 30-trade burst, this many times
 
 
 QUICK = Profile(
@@ -63,6 +67,9 @@ QUICK = Profile(
     scale_topics=(8,),
     scale_executors=(1, 3),
     scale_trades=150,
+    fix_throughput_orders=1000,
+    fix_idle_trades=30,
+    fix_bursts=2,
 )
 
 FULL = Profile(
@@ -88,4 +95,7 @@ FULL = Profile(
     scale_topics=(1, 2, 4, 8),
     scale_executors=(1, 2, 3),
     scale_trades=400,
+    fix_throughput_orders=3000,
+    fix_idle_trades=100,
+    fix_bursts=5,
 )

@@ -11,7 +11,13 @@ import time
 
 from benchmarks import load
 from benchmarks.context import Context
-from benchmarks.profiling import CpuAccount, SpyRecorder
+from benchmarks.profiling import (
+    EXECUTOR_IDLE_LEAVES,
+    EXECUTOR_IDLE_MARKERS,
+    EXECUTOR_THREADS,
+    CpuAccount,
+    SpyRecorder,
+)
 from benchmarks.system import System
 from benchmarks.util import cdf_ms, ratio, rnd, summary_ms
 
@@ -118,14 +124,17 @@ def run(ctx: Context) -> dict:
 
     # Latency at half the placement peak.
     rate = max(1.0, peak / 2)
-    # Profiled: py-spy on the executor leading the most topics (its leader
-    # threads), CPU per role over the load window.
+    # Profiled: py-spy on the executor leading the most topics (its leader and
+    # FIX session threads), CPU per role over the load window.
     busiest = max(out["leadership"], key=lambda name: out["leadership"][name])
     spy = SpyRecorder(
         "executor",
         system.executors[busiest].pid,
         ctx.run.log_dir,
-        focus=("_lead_taken",),
+        focus=tuple(f for focus in EXECUTOR_THREADS.values() for f in focus),
+        groups=EXECUTOR_THREADS,
+        idle_leaves=EXECUTOR_IDLE_LEAVES,
+        idle_markers=EXECUTOR_IDLE_MARKERS,
     )
     cpu = CpuAccount(role_pids(system))
     cpu.start()

@@ -55,6 +55,19 @@ CATEGORIES = (
 )
 TOP = 12
 
+# An executor's working threads: per led topic a leader thread (consume,
+# journal, send) and a FIX session thread (read, book the reports). py-spy names
+# a frame "Class.function (path relative to the cwd:line)".
+EXECUTOR_THREADS = {
+    "leader thread": ("_lead_taken",),
+    "FIX session thread": ("FixSession.run (executor/fix/session.py",),
+}
+# Where those threads wait for work: blocked in C right under these frames
+# (the consumer's poll, the session's select and recv) ...
+EXECUTOR_IDLE_LEAVES = ("TopicConsumer.poll", "FixSession._read")
+# ... or anywhere under this one (the leader waiting for the window to open).
+EXECUTOR_IDLE_MARKERS = ("Window.wait_for_room",)
+
 
 def py_spy_binary() -> str | None:
     venv = Path(sys.executable).with_name("py-spy")
@@ -87,7 +100,17 @@ def _short(frame: str) -> str:
     return f"{name} ({'/'.join(parts[-3:])})"
 
 
-def categorise(stack: list[str], idle_markers: Iterable[str] = ()) -> str:
+def categorise(
+    stack: list[str],
+    idle_markers: Iterable[str] = (),
+    idle_leaves: Iterable[str] = (),
+) -> str:
+    """``idle_markers``: a frame anywhere on the stack makes it idle;
+    ``idle_leaves``: only as the innermost Python frame (a thread blocked in C
+    under it: a select, a socket read, librdkafka's consume)."""
+    for marker in idle_leaves:
+        if marker in stack[-1]:
+            return f"idle ({marker})"
     for marker in idle_markers:
         if any(marker in frame for frame in stack):
             return f"idle ({marker})"
@@ -100,15 +123,23 @@ def categorise(stack: list[str], idle_markers: Iterable[str] = ()) -> str:
 
 
 def summarise_raw(
-    text: str, *, focus: Iterable[str], idle_markers: Iterable[str] = ()
+    text: str,
+    *,
+    focus: Iterable[str],
+    idle_markers: Iterable[str] = (),
+    idle_leaves: Iterable[str] = (),
 ) -> dict:
     """Summary of py-spy's raw (collapsed stack) output, keeping only stacks with
-    a frame containing one of ``focus`` (the working threads)."""
+    a frame containing one of ``focus`` (the working threads). With idle leaves
+    or markers, the samples that are not idle are also summarised apart
+    (``busy_*``: where a thread's work goes, whatever it waited in between)."""
     focus = tuple(focus)
     categories: Counter = Counter()
     leaves: Counter = Counter()
     inclusive: Counter = Counter()
-    total = kept = 0
+    busy_categories: Counter = Counter()
+    busy_inclusive: Counter = Counter()
+    total = kept = busy = 0
     for line in text.splitlines():
         stack_text, _, count_text = line.rpartition(" ")
         if not stack_text or not count_text.isdigit():
@@ -119,8 +150,13 @@ def summarise_raw(
         if focus and not any(f in frame for frame in stack for f in focus):
             continue
         kept += count
-        categories[categorise(stack, idle_markers)] += count
+        category = categorise(stack, idle_markers, idle_leaves)
+        categories[category] += count
         leaves[_short(stack[-1])] += count
+        working = not category.startswith("idle (")
+        if working:
+            busy += count
+            busy_categories[category] += count
         seen = set()
         for frame in stack:
             path = _frame_file(frame)
@@ -134,20 +170,27 @@ def summarise_raw(
             if in_project and frame not in seen:
                 seen.add(frame)
                 inclusive[_short(frame)] += count
+                if working:
+                    busy_inclusive[_short(frame)] += count
 
-    def shares(counter: Counter) -> list[dict]:
+    def shares(counter: Counter, of: int) -> list[dict]:
         return [
-            {"name": name, "samples": n, "share": round(n / kept, 4)}
+            {"name": name, "samples": n, "share": round(n / max(1, of), 4)}
             for name, n in counter.most_common(TOP)
         ]
 
-    return {
+    out = {
         "samples_total": total,
         "samples_focus": kept,
-        "categories": shares(categories),
-        "top_frames": shares(leaves),
-        "top_project_frames_inclusive": shares(inclusive),
+        "categories": shares(categories, kept),
+        "top_frames": shares(leaves, kept),
+        "top_project_frames_inclusive": shares(inclusive, kept),
     }
+    if tuple(idle_markers) or tuple(idle_leaves):
+        out["samples_busy"] = busy
+        out["busy_categories"] = shares(busy_categories, busy)
+        out["busy_top_project_frames_inclusive"] = shares(busy_inclusive, busy)
+    return out
 
 
 @dataclass
@@ -159,8 +202,12 @@ class SpyRecorder:
     out_dir: Path
     focus: tuple[str, ...]
     idle_markers: tuple[str, ...] = ()
+    idle_leaves: tuple[str, ...] = ()
     subprocesses: bool = False
     rate: int = 100
+    # Threads summarised apart as well: name → focus (e.g. a leader thread and
+    # the FIX session thread it started).
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     result: dict = field(default_factory=dict)
     _proc: subprocess.Popen | None = None
     _started: float = 0.0
@@ -213,6 +260,7 @@ class SpyRecorder:
             tail = log.read_text(errors="replace")[-300:] if log.exists() else ""
             self.result = {"error": f"py-spy wrote nothing: {tail.strip()}"}
             return
+        raw = self.raw_path.read_text(errors="replace")
         self.result = {
             "process": self.label,
             "pid": self.pid,
@@ -221,11 +269,22 @@ class SpyRecorder:
             "focus": list(self.focus),
             "idle_included": True,
             **summarise_raw(
-                self.raw_path.read_text(errors="replace"),
+                raw,
                 focus=self.focus,
                 idle_markers=self.idle_markers,
+                idle_leaves=self.idle_leaves,
             ),
         }
+        if self.groups:
+            self.result["groups"] = {
+                name: summarise_raw(
+                    raw,
+                    focus=focus,
+                    idle_markers=self.idle_markers,
+                    idle_leaves=self.idle_leaves,
+                )
+                for name, focus in self.groups.items()
+            }
 
 
 # -- CPU accounting -----------------------------------------------------------------

@@ -79,6 +79,7 @@ class BenchRun:
     _exchange: AppProcess | None = None
     _exchange_launcher: AppLauncher | None = None
     exchange_url: str = ""
+    exchange_fix_port: int = 0
 
     def ensure_exchange(self) -> AppProcess:
         """One exchange_mock for the whole run, shared by every system: its
@@ -87,8 +88,14 @@ class BenchRun:
         if self._exchange is None or not self._exchange.alive():
             if not self.exchange_url:
                 self.exchange_url = f"http://127.0.0.1:{free_port()}"
+            if not self.exchange_fix_port:
+                self.exchange_fix_port = free_port()
             self._exchange_launcher = AppLauncher(
-                env={"EXCHANGE_TICK_SECONDS": "0", "LOG_LEVEL": "INFO"},
+                env={
+                    "EXCHANGE_TICK_SECONDS": "0",
+                    "EXCHANGE_FIX_PORT": str(self.exchange_fix_port),
+                    "LOG_LEVEL": "INFO",
+                },
                 log_dir=self.log_dir,
             )
             self._exchange = self._exchange_launcher.start_exchange(self.exchange_url)
@@ -384,6 +391,8 @@ class System:
         self.zk_root = f"{run.zk_base}/{name}"
         if not run.exchange_url:
             run.exchange_url = f"http://127.0.0.1:{free_port()}"
+        if not run.exchange_fix_port:
+            run.exchange_fix_port = free_port()
         self.exchange_url = run.exchange_url
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
@@ -397,6 +406,10 @@ class System:
             "TRADE_TOPICS": str(topics),
             "ZOOKEEPER_ROOT": self.zk_root,
             "EXCHANGE_URL": self.exchange_url,
+            # The exchange listens for FIX here; the executors connect here.
+            "EXCHANGE_FIX_PORT": str(run.exchange_fix_port),
+            # Systems share the exchange: each its own FIX sessions.
+            "FIX_SENDER_COMP_ID": f"BR-{name}",
             "EXCHANGE_TICK_SECONDS": "0",
             "CACHE_KEY_PREFIX": run.cache_prefix,
             "THROTTLE_CUSTOMER_RATE": UNREACHABLE_RATE,

@@ -20,6 +20,7 @@ dead-lettered and the topic moves on.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -46,6 +47,14 @@ Status = Trade.Status
 HANDLED = "handled"
 DEAD_LETTERED = "dead_lettered"
 UNKNOWN_TRADE = "unknown trade"
+
+
+# The trades of the run being handled, read in one query at its start (see
+# _send_run); None outside a run. A context variable, so the planners keep the
+# signature every planner has (and each leader thread has its own).
+_RUN_TRADES: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "run_trades", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -222,12 +231,27 @@ def _send_run(
     run: list[_Work], *, fence: Fence, session: FixSession, window: Window | None
 ) -> None:
     placed: list[str] = []
+    handled: list[TradeEvent] = []
     with session.sending() as outbox:
-        for work in run:
-            outcome = _PLANNERS[work.event_type](work, outbox, fence, session)
-            _handled(work, fence, outcome)
+        # The run's trades in one query, not one per message: a planner takes
+        # its trade from here once (a second message about the same trade in
+        # the run reads it again, after the first one's writes).
+        token = _RUN_TRADES.set(Trade.objects.in_bulk([work.trade_id for work in run]))
+        try:
+            outcomes = [
+                _PLANNERS[work.event_type](work, outbox, fence, session) for work in run
+            ]
+        finally:
+            _RUN_TRADES.reset(token)
+        for work, outcome in zip(run, outcomes, strict=True):
+            record = _handled(work, fence, outcome)
+            if record is not None:
+                handled.append(record)
             if outcome == "sent" and work.event_type == EventType.TRADE_PLACED:
                 placed.append(str(work.trade_id))
+        # The timeline records of the run in one insert (each still follows its
+        # trade's own status change in id order).
+        TradeEvent.objects.bulk_create(handled)
         last: dict[tuple[str, int], MessagePosition] = {}
         for work in run:
             last[(work.position.topic, work.position.partition)] = work.position
@@ -241,11 +265,18 @@ def _send_run(
         window.sent(placed)
 
 
+def _take(trade_id: uuid.UUID) -> Trade | None:
+    """The trade as read at the start of the run (once), else as it is now."""
+    prefetched = _RUN_TRADES.get()
+    trade = prefetched.pop(trade_id, None) if prefetched else None
+    return trade or Trade.objects.filter(id=trade_id).first()
+
+
 def _plan_placed(work: _Work, outbox: Outbox, fence: Fence, session) -> str:
     """Mark the trade submitted and queue its order; what happened, for the
     timeline."""
+    trade = _take(work.trade_id)
     while True:
-        trade = Trade.objects.filter(id=work.trade_id).first()
         if trade is None:
             logger.warning("trade.placed for unknown trade=%s skipped", work.trade_id)
             return UNKNOWN_TRADE
@@ -263,10 +294,11 @@ def _plan_placed(work: _Work, outbox: Outbox, fence: Fence, session) -> str:
             return "sent"
         # The customer's cancel committed between the read and the conditional
         # update: look again rather than send an order the books gave up on.
+        trade = Trade.objects.filter(id=work.trade_id).first()
 
 
 def _plan_cancel(work: _Work, outbox: Outbox, fence: Fence, session) -> str:
-    trade = Trade.objects.filter(id=work.trade_id).first()
+    trade = _take(work.trade_id)
     if trade is None:
         return UNKNOWN_TRADE
     if trade.status != Status.PENDING_CANCEL:
@@ -293,7 +325,7 @@ def _plan_cancel(work: _Work, outbox: Outbox, fence: Fence, session) -> str:
 def _plan_reconcile(work: _Work, outbox: Outbox, fence: Fence, session) -> str:
     """Ask the venue about a trade whose fate is uncertain. A trade not yet sent
     is left to its placement event."""
-    trade = Trade.objects.filter(id=work.trade_id).first()
+    trade = _take(work.trade_id)
     if trade is None:
         return UNKNOWN_TRADE
     if not is_reconcilable(trade):
@@ -314,12 +346,12 @@ _ACTIONS = {
 }
 
 
-def _handled(work: _Work, fence: Fence, outcome: str) -> None:
-    """The timeline record of a handled message: which message, which leader,
-    what it did."""
+def _handled(work: _Work, fence: Fence, outcome: str) -> TradeEvent | None:
+    """The timeline record of a handled message (to insert): which message,
+    which leader, what it did."""
     if outcome == UNKNOWN_TRADE:
-        return
-    TradeEvent.objects.create(
+        return None
+    return TradeEvent(
         trade_id=work.trade_id,
         kind=TradeEvent.Kind.HANDLED,
         epoch=fence.epoch,

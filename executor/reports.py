@@ -85,11 +85,14 @@ class ReportBooking:
                     follow_ups.append(_reject(message, str(exc)))
                     continue
             parsed.append((message, report))
-        trades = self._trades(parsed)
-        lock_accounts_of(list(trades.values()))
+        trades, loaded = self._trades(parsed)
+        if any(report is None for _, report in parsed):
+            # Rejects and cancel rejects may write a trade too: each report then
+            # reads its trade anew, as it is after the messages before it.
+            loaded = {}
         for message, report in parsed:
             if report is not None:
-                self._report(message, report, trades, follow_ups)
+                self._report(message, report, trades, loaded, follow_ups)
             elif message.msg_type == MsgType.ORDER_CANCEL_REJECT:
                 self._cancel_reject(message, trades, follow_ups)
             elif message.msg_type in (MsgType.REJECT, MsgType.BUSINESS_MESSAGE_REJECT):
@@ -105,8 +108,10 @@ class ReportBooking:
 
     def _trades(
         self, parsed: list[tuple[Message, ExecutionReport | None]]
-    ) -> dict[str, uuid.UUID]:
-        """ClOrdID → trade id, for the ClOrdIDs that are trade ids."""
+    ) -> tuple[dict[str, uuid.UUID], dict[uuid.UUID, Trade]]:
+        """ClOrdID → trade id, for the ClOrdIDs that are trade ids; and those
+        trades with their accounts, read once after their accounts are locked
+        (each report takes its trade from here the first time)."""
         refs = set()
         for message, report in parsed:
             if report is not None:
@@ -118,10 +123,9 @@ class ReportBooking:
             trade_id = _trade_id(ref)
             if trade_id is not None:
                 found[ref] = trade_id
-        existing = set(
-            Trade.objects.filter(id__in=found.values()).values_list("id", flat=True)
-        )
-        return {ref: tid for ref, tid in found.items() if tid in existing}
+        lock_accounts_of(list(found.values()))
+        loaded = Trade.objects.select_related("account").in_bulk(found.values())
+        return {ref: tid for ref, tid in found.items() if tid in loaded}, loaded
 
     # -- execution reports ------------------------------------------------------
 
@@ -130,6 +134,7 @@ class ReportBooking:
         message: Message,
         report: ExecutionReport,
         trades: dict[str, uuid.UUID],
+        loaded: dict[uuid.UUID, Trade],
         follow_ups: list[Outgoing],
     ) -> None:
         self._on_ack(report.trade_ref)
@@ -139,7 +144,11 @@ class ReportBooking:
                 message, None, f"ClOrdID {report.trade_ref[:64]!r} is no trade"
             )
             return
-        trade = Trade.objects.select_related("account").get(id=trade_id)
+        # Read with the batch; a second report of the same trade in the batch
+        # reads it again, after the first one's booking.
+        trade = loaded.pop(trade_id, None) or (
+            Trade.objects.select_related("account").get(id=trade_id)
+        )
         if report.exec_type == ExecType.TRADE and (
             Execution.objects.filter(trade=trade, exec_id=report.exec_id).exists()
         ):

@@ -32,6 +32,21 @@ BEFORE_AFTER_FIGURES = (
     ("max sustained trades/s end to end", "end_to_end.e2e_max_sustained_tps", "/s"),
     ("executor CPU per trade, end to end", "cpu:end_to_end:executors", "ms"),
     ("machine busy, end to end at half peak", "busy:end_to_end", ""),
+    ("executor SQL per message, in a poll of 64", "sql:executor: a poll", ""),
+    ("executor wall per message, in a poll of 64", "stage:executor: a poll", "ms"),
+    ("executor SQL per report, 64 booked at once", "sql:executor: 64 fills", ""),
+    ("executor wall per report, 64 booked at once", "stage:executor: 64 fills", "ms"),
+    ("orders acknowledged/s, one topic's leader", "fix.leader_acks_per_s", "/s"),
+    (
+        "the same ÷ exchange_mock's own rate (same run)",
+        "fix.leader_vs_exchange_raw_ratio",
+        "",
+    ),
+    ("exchange_mock's own rate (bare FIX client)", "fix.exchange_raw_acks_per_s", "/s"),
+    ("acceptance → filled p50 at idle", "fix.idle_p50_ms", "ms"),
+    ("acceptance → filled p99 at idle", "fix.idle_p99_ms", "ms"),
+    ("the demo's burst, place → filled p99", "fix.burst_p99_ms", "ms"),
+    ("executor CPU per order, one leader's drain", "cpu:fix.leader:executor", "ms"),
 )
 
 
@@ -67,11 +82,13 @@ def _ba_value(results: dict, spec: str):
     kind, _, rest = spec.partition(":")
     if kind == "stage":
         return _stage(results, rest).get("wall_ms_per_unit")
+    if kind == "sql":
+        return _stage(results, rest).get("sql_per_unit")
     if kind == "cpu":
         section, role = rest.split(":")
-        return (_get(results, f"{section}.half_peak_cpu.cpu_ms_per_unit") or {}).get(
-            role
-        )
+        # "end_to_end": its half-peak window; "fix.leader": that result's own.
+        window = f"{section}.cpu" if "." in section else f"{section}.half_peak_cpu"
+        return (_get(results, f"{window}.cpu_ms_per_unit") or {}).get(role)
     if kind == "busy":
         return _get(results, f"{rest}.half_peak_cpu.machine_busy_share")
     return _get(results, spec)
@@ -105,6 +122,25 @@ def _disturbance(results: dict) -> str:
     return "; ".join(parts) if parts else "none"
 
 
+def _loads(before: dict, after: dict) -> str:
+    """The 1-minute load average at the start of each section both runs
+    measured: how busy the shared machine was for each side of a figure."""
+    pairs = [
+        f"{section} {before[section]['loadavg_start'][0]:g} → "
+        f"{after[section]['loadavg_start'][0]:g}"
+        for section in SECTION_ORDER
+        if (before.get(section) or {}).get("loadavg_start")
+        and (after.get(section) or {}).get("loadavg_start")
+    ]
+    if not pairs:
+        return ""
+    return (
+        " Load average at the start of each section, before → after: "
+        + ", ".join(pairs)
+        + "."
+    )
+
+
 def _before_after(results: dict, results_path: Path, page: Path) -> list[str]:
     lines: list[str] = []
     for comparison in comparisons_for(results_path):
@@ -136,14 +172,18 @@ def _before_after(results: dict, results_path: Path, page: Path) -> list[str]:
             "Two runs minutes apart on the shared machine: a change in a figure "
             "the commit does not touch is noise (or the other suites' load). "
             f"Disturbed sections — before: {_disturbance(before)}; after: "
-            f"{_disturbance(results)}.",
+            f"{_disturbance(results)}." + _loads(before, results),
             "",
             "| target | before: figure | after: figure | before: checked | "
             "after: checked | result before → after |",
             "|---|---:|---:|---:|---:|:---:|",
         ]
+        skipped = []
         for t in results["targets"]:
             b = before_targets.get(t["id"], {})
+            if b.get("value") is None and b.get("figure_value") is None:
+                skipped.append(t["id"])  # the before run did not measure it
+                continue
             unit = t.get("unit", "")
             lines.append(
                 f"| {t['description']} | {_fmt(b.get('figure_value'), unit)} | "
@@ -151,6 +191,13 @@ def _before_after(results: dict, results_path: Path, page: Path) -> list[str]:
                 f"{_fmt(t['value'])} | {_verdict(b.get('passed'))} → "
                 f"{_verdict(t['passed'])} |"
             )
+        if skipped:
+            lines += [
+                "",
+                "Not measured by the before run: "
+                + ", ".join(f"`{name}`" for name in skipped)
+                + ".",
+            ]
         lines += [
             "",
             "| figure behind them | before | after | after ÷ before |",
@@ -158,7 +205,7 @@ def _before_after(results: dict, results_path: Path, page: Path) -> list[str]:
         ]
         for label, spec, unit in BEFORE_AFTER_FIGURES:
             b, a = _ba_value(before, spec), _ba_value(results, spec)
-            if b is None and a is None:
+            if b is None:
                 continue
             lines.append(
                 f"| {label} | {_ba_fmt(b, unit, spec)} | {_ba_fmt(a, unit, spec)} | "

@@ -129,6 +129,62 @@ FIGURES = [
         "end_to_end.e2e_max_sustained_vs_placement_peak_ratio",
     ),
     (
+        "orders acknowledged/s by one topic's leader (pipelined, backlog drain)",
+        "fix.leader_acks_per_s",
+        "/s",
+        "exchange_mock's own rate (a bare FIX client, same exchange)",
+        "fix.exchange_raw_acks_per_s",
+        "fix.leader_vs_exchange_raw_ratio",
+    ),
+    (
+        "orders acknowledged/s by one topic's leader (pipelined, backlog drain)",
+        "fix.leader_acks_per_s",
+        "/s",
+        "before: the serial executor's bound (2026-11-29.json, fixed)",
+        "fix.serial_bound.value_per_s",
+        "fix.leader_vs_serial_bound_ratio",
+    ),
+    (
+        "acceptance → filled p50 at idle",
+        "fix.idle_p50_ms",
+        "ms",
+        "target bound",
+        "fix.idle_target_p50_ms",
+        "fix.idle_p50_vs_target_ratio",
+    ),
+    (
+        "acceptance → filled p50 at idle",
+        "fix.idle_p50_ms",
+        "ms",
+        "before the FIX executor (the issue's figure, fixed)",
+        "fix.before_idle_p50.value_ms",
+        "fix.idle_p50_vs_before_ratio",
+    ),
+    (
+        "acceptance → filled p50 at idle",
+        "fix.idle_p50_ms",
+        "ms",
+        "exchange_mock alone: order → fill p50 (bare FIX client)",
+        "fix.exchange_raw_fill_p50_ms",
+        "fix.idle_p50_vs_exchange_raw_fill_p50_ratio",
+    ),
+    (
+        "the demo's 30-trade burst, place → filled p99",
+        "fix.burst_p99_ms",
+        "ms",
+        "target bound",
+        "fix.burst_target_p99_ms",
+        "fix.burst_p99_vs_target_ratio",
+    ),
+    (
+        "the demo's 30-trade burst, place → filled p99",
+        "fix.burst_p99_ms",
+        "ms",
+        "before the FIX executor (the demo's print, fixed)",
+        "fix.before_burst_p99.value_ms",
+        "fix.burst_p99_vs_before_ratio",
+    ),
+    (
         "SIGKILL → successor's fill, p99",
         "failover.failover_p99_s",
         "s",
@@ -178,6 +234,9 @@ FIXED_REFERENCES = {
 CPU_WINDOWS = (
     ("placement.half_peak_cpu", "PlaceTrade, api alone, half peak"),
     ("end_to_end.half_peak_cpu", "trade end to end, half peak"),
+    ("fix.idle.cpu", "FIX: trades one at a time (idle)"),
+    ("fix.burst.cpu", "FIX: the demo's bursts"),
+    ("fix.leader.cpu", "FIX: one leader drains a backlog (no api, no relay)"),
 )
 PROFILES = (
     (
@@ -188,7 +247,17 @@ PROFILES = (
     ("relay.profile_relay", "relay (its run loop) while draining the backlog"),
     (
         "end_to_end.profile_executor",
-        "executor leading the most topics (leader threads), end to end at half peak",
+        "executor leading the most topics (leader and FIX session threads), end to "
+        "end at half peak",
+    ),
+    (
+        "fix.profile.executor_profile",
+        "FIX: the leader of one topic during idle trades and demo bursts on that "
+        "topic (a window of its own)",
+    ),
+    (
+        "fix.leader.profiled_drain.executor_profile",
+        "FIX: one leader draining a backlog (a drain of its own, half the size)",
     ),
 )
 

@@ -98,6 +98,21 @@ def _markdown(results: dict, results_path: Path, plots: dict, page: Path) -> str
         "exchange_mock (quotes frozen), the load generator and the local "
         "PostgreSQL / Kafka / ZooKeeper / Redis all share the same CPUs",
     ]
+    loads = [
+        f"{section} {results[section]['loadavg_start'][0]:g} → "
+        f"{results[section]['loadavg_end'][0]:g}"
+        for section in SECTION_ORDER
+        if isinstance(results.get(section), dict)
+        and results[section].get("loadavg_start")
+        and results[section].get("loadavg_end")
+    ]
+    if loads:
+        lines.append(
+            "- machine load (1-minute load average at each section's start → end: "
+            "this run's processes and other engineers' suites alike; above 2 the "
+            "2 CPUs had more runnable work than they could serve; what ran "
+            "outside this run is in the CPU table, last row): " + ", ".join(loads)
+        )
     if results.get("errors"):
         lines.append("")
         lines.append("**Sections that failed in this run:**")

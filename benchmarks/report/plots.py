@@ -26,6 +26,8 @@ def _plots(results: dict, out_dir: Path, name: str) -> dict[str, Path]:
         ("place→filled at half peak", _get(results, "end_to_end.half_peak.cdf")),
         ("relay lag (commit→append)", _get(results, "relay.lag.cdf")),
         ("naive 100 ms relay lag", _get(results, "relay.naive_lag.cdf")),
+        ("FIX: acceptance→filled at idle", _get(results, "fix.idle.cdf")),
+        ("FIX: the demo's burst", _get(results, "fix.burst.cdf")),
     ]
     curves = [(label, c) for label, c in curves if c and c.get("ms")]
     if curves:

@@ -133,6 +133,32 @@ def _profile_tables(results: dict) -> list[str]:
         for row in profile.get("top_frames", [])[:6]:
             lines.append(f"- `{row['name']}` {_pct(row['share'])}")
         lines.append("")
+        for name, group in (profile.get("groups") or {}).items():
+            if not group.get("samples_focus"):
+                continue
+            busy = group.get("samples_busy")
+            if busy is None:
+                head = f"{name}: {group['samples_focus']} samples."
+                rows = group.get("categories", [])
+                frames = group.get("top_project_frames_inclusive", [])
+            else:
+                head = (
+                    f"{name}: {group['samples_focus']} samples, {busy} of them "
+                    f"working ({_pct(busy / group['samples_focus'])}; the rest "
+                    "waiting for work: Kafka poll, socket, window). Where the "
+                    "working samples go:"
+                )
+                rows = group.get("busy_categories", [])
+                frames = group.get("busy_top_project_frames_inclusive", [])
+            lines += [head, "", "| where | share |", "|---|---:|"]
+            for row in rows[:6]:
+                lines.append(f"| {row['name']} | {_pct(row['share'])} |")
+            lines += ["", "Its project frames (inclusive, below the thread's own):", ""]
+            # The frames every sample of the thread has (its run loop) say
+            # nothing: the ones below them do.
+            for row in [r for r in frames if r["share"] < 0.99][:8]:
+                lines.append(f"- `{row['name']}` {_pct(row['share'])}")
+            lines.append("")
     return lines
 
 
@@ -300,4 +326,78 @@ def _details(results: dict) -> list[str]:
                 f"{_fmt(p.get('e2e_tps'))} | {spread} | {p['share']} |"
             )
         lines.append("")
+    lines += _fix_details(results.get("fix"))
+    return lines
+
+
+def _fix_details(fix: dict | None) -> list[str]:
+    if not fix:
+        return []
+    main = fix.get("main_system") or {}
+    leader = fix.get("leader") or {}
+    raw = fix.get("exchange_raw") or {}
+    rate = raw.get("rate") or {}
+    trip = raw.get("round_trip") or {}
+    idle, burst = fix.get("idle") or {}, fix.get("burst") or {}
+    cpu = (leader.get("cpu") or {}).get("cpu_ms_per_unit") or {}
+    raw_cpu = (rate.get("cpu") or {}).get("cpu_ms_per_unit") or {}
+    in_flight = leader.get("journaled_to_first_report") or {}
+    lines = [
+        "### 6. FIX (run between sections 3 and 4)",
+        "",
+        f"**One leader's acknowledgements.** A backlog of {leader.get('orders')} "
+        f"orders on a one-topic system (FIX_WINDOW {leader.get('fix_window')}), "
+        f"drained by one executor in {_fmt(leader.get('drain_s'))} s: "
+        f"{_fmt(leader.get('acks_per_s'))} acks/s (the middle 80 %: "
+        f"{_fmt(leader.get('acks_per_s_middle_80pct'))}/s), orders journaled at "
+        f"{_fmt(leader.get('journaled_per_s'))}/s; journaled → first report p50 "
+        f"{_fmt(in_flight.get('p50_ms'))} / p99 {_fmt(in_flight.get('p99_ms'))} ms "
+        "(the wait in the window). CPU per order in the drain: executor "
+        f"{_fmt(cpu.get('executors'))} ms, exchange_mock "
+        f"{_fmt(cpu.get('exchange_mock'))} ms, PostgreSQL "
+        f"{_fmt(cpu.get('PostgreSQL'))} ms. exchange_mock alone (a bare FIX "
+        f"client, {raw.get('orders')} orders sent at once): "
+        f"{_fmt(rate.get('acks_per_s'))} acks/s, {_fmt(raw_cpu.get('exchange_mock'))} "
+        "ms of its CPU per order; one order at a time, order → first report p50 "
+        f"{_fmt((trip.get('ack') or {}).get('p50_ms'))} / p99 "
+        f"{_fmt((trip.get('ack') or {}).get('p99_ms'))} ms, → fill p50 "
+        f"{_fmt((trip.get('fill') or {}).get('p50_ms'))} ms. Bound: "
+        f"{fix.get('leader_bound', '—')}.",
+        "",
+        f"**Idle and the demo's burst** on the main system ({main.get('topics')} "
+        f"topics, {main.get('executors')} executors, leadership "
+        f"{main.get('leadership')}): {idle.get('count')} trades one at a time; "
+        f"{burst.get('rounds')} bursts of {burst.get('trades_per_burst')} "
+        f"(per burst: p99 {burst.get('round_p99_ms')} ms; acceptances spread over "
+        f"{[r.get('accepted_over_ms') for r in burst.get('per_round', [])]} ms, the "
+        "last fill after "
+        f"{[r.get('drained_in_ms') for r in burst.get('per_round', [])]} ms). "
+        "Statuses: idle "
+        f"{idle.get('trade_statuses')}, bursts {burst.get('trade_statuses')}.",
+        "",
+        "| place → filled, and its stages (ms) | idle p50 | idle p99 | burst p50 "
+        "| burst p99 |",
+        "|---|---:|---:|---:|---:|",
+        f"| **accepted → filled** | {_fmt(idle.get('p50_ms'))} | "
+        f"{_fmt(idle.get('p99_ms'))} | {_fmt(burst.get('p50_ms'))} | "
+        f"{_fmt(burst.get('p99_ms'))} |",
+    ]
+    burst_stages = {s["stage"]: s for s in burst.get("stages", [])}
+    for stage in idle.get("stages", []):
+        other = burst_stages.get(stage["stage"], {})
+        lines.append(
+            f"| {stage['stage']} | {_fmt(stage.get('p50_ms'))} | "
+            f"{_fmt(stage.get('p99_ms'))} | {_fmt(other.get('p50_ms'))} | "
+            f"{_fmt(other.get('p99_ms'))} |"
+        )
+    lines += ["", "Before values (fixed references, not measured in this run):", ""]
+    for key, unit in (
+        ("serial_bound", "value_per_s"),
+        ("before_idle_p50", "value_ms"),
+        ("before_burst_p99", "value_ms"),
+    ):
+        ref = fix.get(key) or {}
+        shown = _fmt(ref.get(unit), "/s" if unit == "value_per_s" else "ms")
+        lines.append(f"- {shown}: {ref.get('source', '')}")
+    lines.append("")
     return lines

@@ -75,6 +75,38 @@ TARGETS = [
         "ms",
     ),
     Target(
+        "fix_leader_acks",
+        "one topic's leader acknowledges ≥ 1,000 orders/s, or ≥ 0.9 x exchange_mock's "
+        "own rate if that is lower (ratio: leader ÷ that goal ≥ 1)",
+        "fix.leader_acks_per_s",
+        "fix.acks_goal_per_s",
+        "fix.leader_vs_goal_ratio",
+        ">=",
+        1.0,
+        "/s",
+    ),
+    Target(
+        "fix_idle_p50",
+        "acceptance → filled p50 at idle ≤ 10 ms (ratio: p50 ÷ 10 ms ≤ 1)",
+        "fix.idle_p50_ms",
+        "fix.idle_target_p50_ms",
+        "fix.idle_p50_vs_target_ratio",
+        "<=",
+        1.0,
+        "ms",
+    ),
+    Target(
+        "fix_burst_p99",
+        "the demo's 30-trade burst, place → filled p99 ≤ 100 ms (ratio: p99 ÷ 100 ms "
+        "≤ 1)",
+        "fix.burst_p99_ms",
+        "fix.burst_target_p99_ms",
+        "fix.burst_p99_vs_target_ratio",
+        "<=",
+        1.0,
+        "ms",
+    ),
+    Target(
         "failover_p99",
         "failover p99 ≤ 1.5 x ZooKeeper session timeout",
         "failover.failover_p99_s",

@@ -9,7 +9,15 @@ from pathlib import Path
 
 # A results file's sections in the order the page names them; the page and the
 # Before / after section both list disturbed sections in it.
-SECTION_ORDER = ("diagnostics", "placement", "relay", "end_to_end", "failover", "scale")
+SECTION_ORDER = (
+    "diagnostics",
+    "placement",
+    "relay",
+    "end_to_end",
+    "fix",
+    "failover",
+    "scale",
+)
 
 
 def _get(results: dict, path: str):
@@ -59,7 +67,11 @@ def _rel(path: Path, page: Path) -> str:
 
 def _code(run: dict) -> str:
     text = f"`{run['git_commit']}`"
-    changed = run.get("git_uncommitted") or []
+    # The measured code first, the benchmark's own files after it.
+    changed = sorted(
+        run.get("git_uncommitted") or [],
+        key=lambda path: path.startswith("benchmarks/") or path == "BENCHMARKS.md",
+    )
     if changed:
         shown = ", ".join(changed[:8]) + (", …" if len(changed) > 8 else "")
         text += f" with uncommitted changes to {shown}"

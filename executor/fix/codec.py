@@ -1,11 +1,12 @@
 """FIX 4.4 tag=value on the wire: whole messages cut out of a byte stream, and
 messages built for sending.
 
-``simplefix`` (PyPI) encodes (BodyLength and CheckSum included) and splits fields;
-it checks neither BodyLength nor CheckSum on input and merges a message without a
-trailer into the next one, so ``Framer`` cuts frames itself and checks both
-first: a garbled frame is reported as garbage, never parsed, and never takes the
-message behind it down with it.
+``simplefix`` (PyPI) encodes (BodyLength and CheckSum included); on input it
+checks neither BodyLength nor CheckSum and merges a message without a trailer
+into the next one, so ``Framer`` cuts frames itself and checks both first: a
+garbled frame is reported as garbage, never parsed, and never takes the message
+behind it down with it. A good frame is split into fields here (simplefix only
+for RawData).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import simplefix
+import simplefix.errors
 
 BEGIN_STRING = "FIX.4.4"
 SOH = b"\x01"
@@ -243,10 +245,37 @@ class Framer:
         return Garbled(garbage, reason)
 
 
+# RawDataLength(95)/RawData(96): the one field whose value may hold an SOH.
+_RAW_DATA = re.compile(rb"\x0195=")
+
+
 def _split(frame: bytes) -> tuple[tuple[int, str], ...]:
+    """The fields of a frame that passed BodyLength and CheckSum, split at SOH.
+    simplefix's parser walks a frame a byte at a time in Python: 17-34 % of the
+    FIX session thread's working samples while it drained a backlog (make
+    bench, section fix); an ExecutionReport took 102 µs to frame with it, 25
+    without.
+    A frame with RawData, whose value may hold an SOH, still goes through it.
+    A field without ``=``, a tag that is no number, an empty value or a byte
+    outside ASCII is a ValueError: the frame is garbled."""
+    if _RAW_DATA.search(frame):
+        return _split_with_simplefix(frame)
+    fields = []
+    for pair in frame.split(SOH)[:-1]:
+        tag, equals, value = pair.partition(b"=")
+        if not equals or not value:
+            raise ValueError(f"field {pair[:32]!r} has no value")
+        fields.append((int(tag), value.decode("ascii", errors="strict")))
+    return tuple(fields)
+
+
+def _split_with_simplefix(frame: bytes) -> tuple[tuple[int, str], ...]:
     parser = simplefix.FixParser()
     parser.append_buffer(frame)
-    parsed = parser.get_message()
+    try:
+        parsed = parser.get_message()
+    except simplefix.errors.ParsingError as exc:
+        raise ValueError(str(exc)) from exc
     if parsed is None:
         raise ValueError("incomplete message")
     return tuple(

@@ -154,6 +154,8 @@ class FixSession:
         self._stored_at = 0.0
         self._logon_seq = 0
         self._held: dict[int, Message] = {}
+        # ResendRequests answered when they arrived above a gap.
+        self._answered_early: set[int | None] = set()
         self._resend_pending_until = 0
         self._last_sent = 0.0
         self._last_received = 0.0
@@ -286,6 +288,7 @@ class FixSession:
         self._sock = sock
         self._framer = Framer()
         self._held.clear()
+        self._answered_early.clear()
         self._resend_pending_until = 0
         self._test_request = None
         self._logout_sent_at = None
@@ -324,7 +327,8 @@ class FixSession:
                 raise Disconnect("stopping during logon")
             if time.monotonic() > deadline:
                 raise Disconnect("no Logon answer")
-            for item in self._read():
+            items = self._read()
+            for index, item in enumerate(items):
                 if isinstance(item, Garbled):
                     self._quarantine_garbled(item)
                     continue
@@ -337,6 +341,10 @@ class FixSession:
                 if item.msg_type != MsgType.LOGON:
                     raise Disconnect(f"expected Logon, got MsgType {item.msg_type}")
                 self._logged_on_with(item)
+                # What came in the same read behind the Logon (a ResendRequest
+                # for what we numbered before it, the first reports) is the
+                # session's like any later frame: dropped, it would be lost.
+                self._process(items[index + 1 :])
                 break
 
     def _logged_on_with(self, logon: Message) -> None:
@@ -469,6 +477,12 @@ class FixSession:
         if seq > self._next_in:
             self._held[seq] = message
             self._gap(seq, message)
+            if message.msg_type == MsgType.RESEND_REQUEST:
+                # Answered at once, whatever its number (the standard's rule):
+                # the peer may be waiting for it to fill the very gap we are
+                # asking about. Held only to count its number when reached.
+                self._resend(message)
+                self._answered_early.add(seq)
             return []
         processable = [message]
         if message.msg_type == MsgType.SEQUENCE_RESET:
@@ -559,7 +573,9 @@ class FixSession:
             test_id = message.get(Tag.TEST_REQ_ID) or ""
             self._send_admin(MsgType.HEARTBEAT, [(Tag.TEST_REQ_ID, test_id)])
         elif kind == MsgType.RESEND_REQUEST:
-            self._resend(message)
+            if message.seq not in self._answered_early:
+                self._resend(message)
+            self._answered_early.discard(message.seq)
         elif kind == MsgType.REJECT:
             FIX_EVENTS.labels(self.topic, "rejected_by_exchange").inc()
             logger.warning(

@@ -13,7 +13,7 @@ from broker.models import FixJournal, FixSession, QuarantinedMessage
 from devstack.wait import wait_until
 from executor.fencing import Fence, Fenced, topic_leader_claim
 from executor.fix import state as fix_state
-from executor.fix.codec import Message, MsgType, Tag
+from executor.fix.codec import Message, MsgType, Tag, encode
 from executor.fix.session import FixSession as Session
 from executor.fix.session import Outgoing, SessionConfig
 from tests.executor.fix.acceptor import ScriptedAcceptor
@@ -340,3 +340,60 @@ def test_orders_numbered_while_the_logon_is_on_its_way_go_out_at_logon(
     orders = [acceptor.wait_type(MsgType.NEW_ORDER_SINGLE, after=n) for n in (1, 2)]
     # Originals, unasked: the scripted acceptor never asks for a resend.
     assert [(o.seq, o.poss_dup) for o in orders] == [(2, False), (3, False)]
+
+
+def _frame(acceptor: ScriptedAcceptor, msg_type: str, body, seq: int) -> bytes:
+    return encode(
+        msg_type=msg_type,
+        sender="EXCHANGE",
+        target=acceptor.initiator,
+        seq=seq,
+        body=body,
+    )
+
+
+def test_what_arrives_with_the_logon_answer_is_served_too(acceptor, running):
+    """The acceptor writes its Logon and a ResendRequest in one segment (it saw
+    our numbers jump): the request behind the Logon must be answered, not
+    dropped with the rest of that read."""
+    leader = running()
+    logon = acceptor.wait_type(MsgType.LOGON)
+    acceptor.send_raw(
+        _frame(
+            acceptor,
+            MsgType.LOGON,
+            [(Tag.ENCRYPT_METHOD, 0), (Tag.HEART_BT_INT, 30)],
+            1,
+        )
+        + _frame(
+            acceptor,
+            MsgType.RESEND_REQUEST,
+            [(Tag.BEGIN_SEQ_NO, 1), (Tag.END_SEQ_NO, 0)],
+            2,
+        )
+    )
+    acceptor.next_out = 3
+    assert leader.session.wait_logged_on(10)
+    fill = acceptor.wait_for(
+        lambda m: m.msg_type == MsgType.SEQUENCE_RESET and m.poss_dup,
+        "the gap fill answering the request",
+    )
+    assert (fill.seq, fill.get(Tag.NEW_SEQ_NO)) == (1, str(logon.seq + 1))
+
+
+def test_a_resend_request_above_a_gap_is_answered_at_once(acceptor, running):
+    leader = running()
+    logged_on(acceptor, leader)
+    leader.send_orders(1)  # 2
+    acceptor.wait_type(MsgType.NEW_ORDER_SINGLE)
+    # Its 2 never reaches us; its ResendRequest (3) does, above the gap.
+    acceptor.send(
+        MsgType.RESEND_REQUEST, [(Tag.BEGIN_SEQ_NO, 2), (Tag.END_SEQ_NO, 0)], seq=3
+    )
+    again = acceptor.wait_for(
+        lambda m: m.poss_dup and m.msg_type == MsgType.NEW_ORDER_SINGLE,
+        "the order resent before the gap is filled",
+    )
+    assert again.seq == 2
+    ours = acceptor.wait_type(MsgType.RESEND_REQUEST)
+    assert ours.get(Tag.BEGIN_SEQ_NO) == "2"
