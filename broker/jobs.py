@@ -141,7 +141,7 @@ def expire_day_orders(
     *, within: timedelta | None = None, now: datetime | None = None
 ) -> int:
     """Safety net for day orders: the exchange expires them at the end of the day
-    and says so on the execution-report feed. Any open day trade created before
+    and says so in an ExecutionReport (expired). Any open day trade created before
     today (UTC) missed that report; request a reconcile, so the leader applies the
     exchange's ``expired``. At most once per ``within`` (default
     STUCK_TRADE_SECONDS) per trade. Returns how many were requested."""

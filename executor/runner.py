@@ -191,7 +191,7 @@ class Executor:
 
     def _lead(self, topic: str, epoch: int, node_path: str) -> None:
         """The leader body of one topic: fence, log on, consume → send → settle,
-        and follow the exchange's report feed, until a reason to step down."""
+        and serve the topic's FIX session, until a reason to step down."""
         if not self._balance.try_take(topic):
             return  # at our share already: release at once, before any write
         try:

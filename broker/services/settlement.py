@@ -70,7 +70,7 @@ def lock_accounts_of(trade_ids: list[object]) -> None:
     """Lock the accounts of several trades at once, in account id order. A
     transaction that settles several trades calls this first: taking their locks
     one by one in its own order could deadlock with another such transaction (the
-    leader's batch against its report feed) taking them in another order."""
+    leader's orders against its FIX session's bookings) taking them in another order."""
     if len(trade_ids) < 2:
         return
     list(
