@@ -5,6 +5,7 @@ names the code reads, the Dockerfile, and the rendered Kubernetes overlays."""
 from __future__ import annotations
 
 import ast
+import base64
 import functools
 import json
 import shlex
@@ -321,4 +322,33 @@ def container_env(resources: list[dict], container: dict) -> dict[str, str]:
             env.update(config_maps[source["configMapRef"]["name"]].get("data", {}))
     for item in container.get("env", []):
         env[item["name"]] = item.get("value")
+    return env
+
+
+def secret_ref(item: dict) -> tuple[str, str] | None:
+    """(Secret name, key) of an env item read from a Secret, or None."""
+    ref = item.get("valueFrom", {}).get("secretKeyRef")
+    return (ref["name"], ref["key"]) if ref else None
+
+
+def secret_values(resources: list[dict]) -> dict[tuple[str, str], str]:
+    """(Secret name, key) → value, for the Secrets the overlay itself holds."""
+    found: dict[tuple[str, str], str] = {}
+    for name, secret in by_kind(resources, "Secret").items():
+        for key, value in (secret.get("data") or {}).items():
+            found[(name, key)] = base64.b64decode(value).decode()
+        for key, value in (secret.get("stringData") or {}).items():
+            found[(name, key)] = value
+    return found
+
+
+def resolved_env(resources: list[dict], container: dict) -> dict[str, str | None]:
+    """:func:`container_env` with the values read from the overlay's own Secrets
+    filled in (a Secret the overlay does not hold stays None)."""
+    env = container_env(resources, container)
+    secrets = secret_values(resources)
+    for item in container.get("env", []):
+        ref = secret_ref(item)
+        if ref is not None:
+            env[item["name"]] = secrets.get(ref)
     return env

@@ -385,12 +385,21 @@ def test_addresses_in_the_config_exist(name):
     else:
         assert exchange.hostname not in ("exchange-mock", "localhost", "127.0.0.1")
         assert "exchange-mock" not in services
-        port = exchange.port or {"http": 80, "https": 443}[exchange.scheme]
-        egress = one(resources, "NetworkPolicy", "allow-exchange-egress")
-        allowed = [
-            p["port"] for rule in egress["spec"]["egress"] for p in rule["ports"]
-        ]
-        assert port in allowed, "the real exchange's port is open for egress"
+        # HTTP is the api's quotes (EXCHANGE_QUOTES_URL, else EXCHANGE_URL); the
+        # executors' orders go to EXCHANGE_FIX_HOST:EXCHANGE_FIX_PORT.
+        quotes = urlsplit(config.get("EXCHANGE_QUOTES_URL") or config["EXCHANGE_URL"])
+        for policy, port in (
+            (
+                "allow-exchange-quotes-egress",
+                quotes.port or {"http": 80, "https": 443}[quotes.scheme],
+            ),
+            ("allow-exchange-egress", int(config["EXCHANGE_FIX_PORT"])),
+        ):
+            egress = one(resources, "NetworkPolicy", policy)
+            allowed = [
+                p["port"] for rule in egress["spec"]["egress"] for p in rule["ports"]
+            ]
+            assert port in allowed, f"{policy}: the real exchange's port {port}"
     zookeeper = one(resources, "StatefulSet", "zookeeper")
     headless = zookeeper["spec"]["serviceName"]
     expected = {

@@ -5,6 +5,7 @@ only the api is reachable from outside, Prometheus reaches the metrics ports."""
 from __future__ import annotations
 
 import ipaddress
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -14,6 +15,7 @@ from tests.deploy.project import (
     OVERLAYS,
     app_workloads,
     by_kind,
+    config_map_data,
     containers,
     overlay,
     pod_labels,
@@ -22,11 +24,13 @@ from tests.deploy.project import (
 
 # What each role talks to (DESIGN.md; broker/quotes.py: the api asks the exchange for
 # quotes, at its market-data address; broker/ops.py: the admin reads the elections
-# from ZooKeeper).
+# from ZooKeeper; docs/FIX.md: the executors send orders over FIX, to the exchange's
+# FIX port, and use nothing else of it). The simulator's `http` port (introspection,
+# /admin/*) is a dependency of no role: operators port-forward to it.
 DEPENDENCIES = {
     "api": {"postgresql", "redis", "exchange-quotes", "zookeeper"},
     "relay": {"postgresql", "kafka"},
-    "executor": {"postgresql", "kafka", "zookeeper", "exchange"},
+    "executor": {"postgresql", "kafka", "zookeeper", "exchange-fix"},
     "celery-worker": {"postgresql", "redis"},
     "celery-beat": {"redis"},
     "migrate": {"postgresql"},
@@ -35,8 +39,6 @@ DEPENDENCIES = {
 PORTS = {
     "postgresql": 5432,
     "redis": 6379,
-    "exchange": 8100,
-    "exchange-quotes": 8102,
     "zookeeper": 2181,
     "kafka": 9092,
 }
@@ -128,26 +130,44 @@ def dependency_targets(name: str) -> dict[str, tuple[Pod | External, int]]:
     if name == "local":
         for dependency in ("postgresql", "redis"):
             targets[dependency] = (pods[dependency], PORTS[dependency])
-        targets["exchange"] = (pods["exchange-mock"], PORTS["exchange"])
-        targets["exchange-quotes"] = (
-            pods["exchange-mock"],
-            PORTS["exchange-quotes"],
-        )
+        exchange = pods["exchange-mock"]
+        for dependency, port in (
+            ("exchange-fix", "fix"),
+            ("exchange-quotes", "quotes"),
+            ("exchange-http", "http"),
+        ):
+            targets[dependency] = (exchange, exchange.port_names[port])
     else:
         targets["postgresql"] = (
             first_address(policies["allow-postgresql-egress"]),
             PORTS["postgresql"],
         )
         targets["redis"] = (first_address(policies["allow-redis-egress"]), 6379)
-        exchange = policies["allow-exchange-egress"]["spec"]["egress"][0]
-        targets["exchange"] = (first_address(policies["allow-exchange-egress"]), 0)
-        targets["exchange"] = (targets["exchange"][0], exchange["ports"][0]["port"])
-        quotes = policies["allow-exchange-quotes-egress"]
+        # The real exchange: somewhere in the networks its policies name (the
+        # names in the config are not resolved here), on the ports the CONFIG
+        # says the roles use: a policy opening another port fails.
+        targets["exchange-fix"] = (
+            first_address(policies["allow-exchange-egress"]),
+            fix_port(name),
+        )
         targets["exchange-quotes"] = (
-            first_address(quotes),
-            quotes["spec"]["egress"][0]["ports"][0]["port"],
+            first_address(policies["allow-exchange-quotes-egress"]),
+            quotes_port(name),
         )
     return targets
+
+
+def fix_port(name: str) -> int:
+    """The port the executors connect to for FIX (broker-config)."""
+    return int(config_map_data(overlay(name))["EXCHANGE_FIX_PORT"])
+
+
+def quotes_port(name: str) -> int:
+    """The port the api asks for quotes at (EXCHANGE_QUOTES_URL, else
+    EXCHANGE_URL: broker/settings/base.py)."""
+    config = config_map_data(overlay(name))
+    url = urlsplit(config.get("EXCHANGE_QUOTES_URL") or config["EXCHANGE_URL"])
+    return url.port or {"http": 80, "https": 443}[url.scheme]
 
 
 def app_pods(name: str) -> dict[str, Pod]:
@@ -246,17 +266,48 @@ def test_zookeeper_members_reach_each_other(name):
 
 
 def test_the_api_reaches_the_exchange_simulator_only_on_its_quotes_port():
-    """The internet-facing api may ask for prices, never reach order entry or the
-    simulator's /admin/* routes (8100): only the executors may."""
+    """The internet-facing api may ask for prices (`quotes`), never reach order
+    entry (`fix`) or the simulator's introspection and /admin/* routes (`http`);
+    the executors reach `fix` and nothing else of it; no other role reaches it."""
     policies = policies_of("local")
     pods = app_pods("local")
     exchange = pods["exchange-mock"]
+    assert {"http", "quotes", "fix"} <= set(exchange.port_names)
     for port in exchange.port_names.values():
         assert connection_allowed(policies, pods["api"], exchange, port) == (
             port == exchange.port_names["quotes"]
         ), port
         assert connection_allowed(policies, pods["executor"], exchange, port) == (
-            port == exchange.port_names["http"]
+            port == exchange.port_names["fix"]
         ), port
         for component in ("relay", "celery-worker", "celery-beat", "migrate"):
             assert not connection_allowed(policies, pods[component], exchange, port)
+
+
+def test_the_simulators_fix_port_admits_only_the_executors_on_its_own():
+    """Its ingress rules alone (whatever any egress policy says) admit only the
+    executors on `fix`: a pod of the namespace left without an egress policy, or
+    one given too wide a rule, still cannot place orders."""
+    policies = policies_of("local")
+    pods = app_pods("local")
+    exchange = pods["exchange-mock"]
+    fix = exchange.port_names["fix"]
+    for component, pod in pods.items():
+        admitted = netpol.ingress_allowed(policies, exchange, pod, fix)
+        assert admitted == (component == "executor"), component
+    assert not netpol.ingress_allowed(policies, exchange, STRANGER, fix)
+    assert not netpol.ingress_allowed(policies, exchange, INGRESS_CONTROLLER, fix)
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_only_the_executors_may_send_to_the_exchanges_fix_endpoint(name):
+    """Egress alone: of the project's pods only the executors may open a
+    connection to the exchange's FIX endpoint (the simulator's `fix` port, or the
+    real venue's address and EXCHANGE_FIX_PORT in prod)."""
+    policies = policies_of(name)
+    target, port = dependency_targets(name)["exchange-fix"]
+    for component, pod in app_pods(name).items():
+        if component == "exchange-mock":
+            continue
+        allowed = netpol.egress_allowed(policies, pod, target, port)
+        assert allowed == (component == "executor"), component
