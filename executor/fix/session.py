@@ -390,19 +390,7 @@ class FixSession:
                     last=current.next_out_seq - 1,
                 )
             self._logged_on.set()
-            self._write_all(
-                [
-                    encode(
-                        msg_type=row.msg_type,
-                        sender=self.config.sender_comp_id,
-                        target=self.config.target_comp_id,
-                        seq=row.seq,
-                        body=body_fields(row.body),
-                        sending_time=row.sending_time,
-                    )
-                    for row in waiting
-                ]
-            )
+            self._write_all([self._journaled(row, resend=False) for row in waiting])
 
     def _serve(self) -> None:
         while not self._stopping():
@@ -632,22 +620,26 @@ class FixSession:
             for row in journal:
                 if row.seq > gap_start:
                     frames.append(self._gap_fill(gap_start, row.seq))
-                frames.append(
-                    encode(
-                        msg_type=row.msg_type,
-                        sender=self.config.sender_comp_id,
-                        target=self.config.target_comp_id,
-                        seq=row.seq,
-                        body=body_fields(row.body),
-                        poss_dup=True,
-                        orig_sending_time=row.sending_time,
-                    )
-                )
+                frames.append(self._journaled(row, resend=True))
                 gap_start = row.seq + 1
             if gap_start <= end:
                 frames.append(self._gap_fill(gap_start, end + 1))
             self.stats["resent"] += len(journal)
             self._write_all(frames)
+
+    def _journaled(self, row, *, resend: bool) -> bytes:
+        """A journaled message as first sent, or as a resend (PossDupFlag, its
+        first SendingTime as OrigSendingTime)."""
+        return encode(
+            msg_type=row.msg_type,
+            sender=self.config.sender_comp_id,
+            target=self.config.target_comp_id,
+            seq=row.seq,
+            body=body_fields(row.body),
+            sending_time=None if resend else row.sending_time,
+            poss_dup=resend,
+            orig_sending_time=row.sending_time if resend else None,
+        )
 
     def _gap_fill(self, seq: int, new_seq: int) -> bytes:
         return encode(
