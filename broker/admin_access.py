@@ -17,11 +17,9 @@ looks at the request:
 from __future__ import annotations
 
 import functools
-import hashlib
 import ipaddress
 import logging
 import math
-import unicodedata
 
 import redis
 from django.conf import settings
@@ -29,7 +27,13 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from broker.api.errors import not_found_view
-from broker.api.throttling import client_ip, ip_ident, parse_rate, sliding_window_hits
+from broker.api.throttling import (
+    client_ip,
+    ip_ident,
+    parse_rate,
+    sliding_window_hits,
+    username_ident,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +65,6 @@ def admin_client_allowed(address: str) -> bool:
     return any(parsed in network for network in networks)
 
 
-def _username_ident(username: str) -> str:
-    # Normalised as Django normalises usernames (NFKC) and case-folded, so the
-    # variants of one name share a count; hashed, so keys are bounded and hold no
-    # names.
-    name = unicodedata.normalize("NFKC", username.strip()).casefold()
-    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
-
-
 def admin_login_wait(*, address: str, username: str) -> float | None:
     """Count one admin login attempt: None if within both rates, else the seconds
     until one more would be. Raises redis.RedisError if Redis does not answer."""
@@ -79,7 +75,7 @@ def admin_login_wait(*, address: str, username: str) -> float | None:
         (
             "admin-login-user",
             settings.ADMIN_LOGIN_USERNAME_RATE,
-            _username_ident(username),
+            username_ident(username),
         ),
     ):
         limit, window = parse_rate(rate)

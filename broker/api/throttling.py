@@ -247,14 +247,18 @@ return 0
 """
 
 
+def username_ident(username: str) -> str:
+    """A username as a counter key: normalised as Django normalises usernames
+    (NFKC) and case-folded, so the variants of one name share a count; hashed,
+    so keys are bounded and hold no names."""
+    name = unicodedata.normalize("NFKC", username.strip()).casefold()
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def _login_keys(username: str) -> list[str]:
-    # Normalised as Django normalises usernames (NFKC), and case-folded: variants
-    # of one name share its count. Hashed: bounded keys, no usernames in Redis.
     # Known and unknown usernames are counted and locked alike, so a lockout
     # tells nothing about whether an account exists.
-    name = unicodedata.normalize("NFKC", username.strip()).casefold()
-    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
-    base = f"{_key_prefix()}:login:{digest}"
+    base = f"{_key_prefix()}:login:{username_ident(username)}"
     return [f"{base}:failures", f"{base}:lock"]
 
 
