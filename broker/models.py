@@ -240,7 +240,7 @@ class Execution(models.Model):
     quantity = _quantity()
     price = _price()
     executed_at = models.DateTimeField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         constraints = [
@@ -450,7 +450,9 @@ class TradeEvent(models.Model):
     # The leader epoch for executor writes; null for api writes.
     epoch = models.BigIntegerField(null=True, blank=True)
     detail = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # When it happened: a settlement books several steps in memory, then writes
+    # them in one statement (the timeline orders by this, as for ledger entries).
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         indexes = [models.Index(fields=["trade", "id"])]

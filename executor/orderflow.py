@@ -30,7 +30,11 @@ from dataclasses import dataclass
 from broker.events import Event, EventType, UndecodableEvent
 from broker.models import Trade, TradeEvent
 from broker.observability.metrics import FIX_IN_FLIGHT
-from broker.services.settlement import trade_finish_unsent, trade_mark_submitted
+from broker.services.settlement import (
+    trade_finish_unsent,
+    trade_mark_submitted,
+    trades_mark_submitted,
+)
 from broker.services.transitions import TERMINAL, is_reconcilable
 from executor.dead_letters import DeadLetterSink, dead_letter_record
 from executor.fencing import Fence
@@ -54,6 +58,11 @@ UNKNOWN_TRADE = "unknown trade"
 # signature every planner has (and each leader thread has its own).
 _RUN_TRADES: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
     "run_trades", default=None
+)
+# The run's placed trades moved accepted → submitted in one statement at its
+# start, their orders not yet queued.
+_RUN_SUBMITTED: contextvars.ContextVar[set | None] = contextvars.ContextVar(
+    "run_submitted", default=None
 )
 
 
@@ -236,13 +245,29 @@ def _send_run(
         # The run's trades in one query, not one per message: a planner takes
         # its trade from here once (a second message about the same trade in
         # the run reads it again, after the first one's writes).
-        token = _RUN_TRADES.set(Trade.objects.in_bulk([work.trade_id for work in run]))
+        trades = Trade.objects.in_bulk([work.trade_id for work in run])
+        token = _RUN_TRADES.set(trades)
+        submitted = _RUN_SUBMITTED.set(
+            trades_mark_submitted(
+                trade_ids=list(
+                    dict.fromkeys(
+                        work.trade_id
+                        for work in run
+                        if work.event_type == EventType.TRADE_PLACED
+                        and work.trade_id in trades
+                        and trades[work.trade_id].status == Status.ACCEPTED
+                    )
+                ),
+                epoch=fence.epoch,
+            )
+        )
         try:
             outcomes = [
                 _PLANNERS[work.event_type](work, outbox, fence, session) for work in run
             ]
         finally:
             _RUN_TRADES.reset(token)
+            _RUN_SUBMITTED.reset(submitted)
         for work, outcome in zip(run, outcomes, strict=True):
             record = _handled(work, fence, outcome)
             if record is not None:
@@ -289,6 +314,11 @@ def _plan_placed(work: _Work, outbox: Outbox, fence: Fence, session) -> str:
             return "canceled before sending"
         if trade.status != Status.ACCEPTED:
             return f"already sent ({trade.status})"
+        moved = _RUN_SUBMITTED.get()
+        if moved and trade.id in moved:
+            moved.discard(trade.id)
+            outbox.messages.append(new_order_single(trade))
+            return "sent"
         if trade_mark_submitted(trade_id=trade.id, epoch=fence.epoch):
             outbox.messages.append(new_order_single(trade))
             return "sent"

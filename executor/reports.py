@@ -16,17 +16,9 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from django.utils import timezone
-
-from broker.models import Execution, FixJournal, QuarantinedMessage, Trade, TradeEvent
+from broker.models import FixJournal, QuarantinedMessage, Trade, TradeEvent
 from broker.observability.metrics import FIX_QUARANTINED
-from broker.services.settlement import (
-    VenueFill,
-    VenueOrder,
-    lock_accounts_of,
-    trade_apply_order,
-    trade_finish_unsent,
-)
+from broker.services.settlement import Settlement, VenueFill, VenueOrder
 from broker.services.transitions import TERMINAL, is_reconcilable
 from executor.fix.codec import Message, MsgType, Tag
 from executor.fix.session import Outgoing
@@ -71,9 +63,13 @@ class ReportBooking:
         self.session = session
         self.epoch = epoch
         self._on_ack = on_ack
+        self._settlement = Settlement(epoch=epoch)  # each batch gets its own
 
     def __call__(self, messages: list[Message]) -> list[Outgoing]:
         follow_ups: list[Outgoing] = []
+        # The whole batch is booked in memory, then written in one statement
+        # per kind of row (broker/services/settlement.py).
+        self._settlement = Settlement(epoch=self.epoch)
         parsed: list[tuple[Message, ExecutionReport | None]] = []
         for message in messages:
             report = None
@@ -85,14 +81,10 @@ class ReportBooking:
                     follow_ups.append(_reject(message, str(exc)))
                     continue
             parsed.append((message, report))
-        trades, loaded = self._trades(parsed)
-        if any(report is None for _, report in parsed):
-            # Rejects and cancel rejects may write a trade too: each report then
-            # reads its trade anew, as it is after the messages before it.
-            loaded = {}
+        trades = self._trades(parsed)
         for message, report in parsed:
             if report is not None:
-                self._report(message, report, trades, loaded, follow_ups)
+                self._report(message, report, trades, follow_ups)
             elif message.msg_type == MsgType.ORDER_CANCEL_REJECT:
                 self._cancel_reject(message, trades, follow_ups)
             elif message.msg_type in (MsgType.REJECT, MsgType.BUSINESS_MESSAGE_REJECT):
@@ -104,14 +96,14 @@ class ReportBooking:
                     self.session,
                     message.seq,
                 )
+        self._settlement.flush()
         return follow_ups
 
     def _trades(
         self, parsed: list[tuple[Message, ExecutionReport | None]]
-    ) -> tuple[dict[str, uuid.UUID], dict[uuid.UUID, Trade]]:
-        """ClOrdID → trade id, for the ClOrdIDs that are trade ids; and those
-        trades with their accounts, read once after their accounts are locked
-        (each report takes its trade from here the first time)."""
+    ) -> dict[str, uuid.UUID]:
+        """ClOrdID → trade id, for the ClOrdIDs that are trades; those trades
+        and their accounts are locked and read at once (the settlement's)."""
         refs = set()
         for message, report in parsed:
             if report is not None:
@@ -123,9 +115,8 @@ class ReportBooking:
             trade_id = _trade_id(ref)
             if trade_id is not None:
                 found[ref] = trade_id
-        lock_accounts_of(list(found.values()))
-        loaded = Trade.objects.select_related("account").in_bulk(found.values())
-        return {ref: tid for ref, tid in found.items() if tid in loaded}, loaded
+        loaded = self._settlement.load(found.values())
+        return {ref: tid for ref, tid in found.items() if tid in loaded}
 
     # -- execution reports ------------------------------------------------------
 
@@ -134,7 +125,6 @@ class ReportBooking:
         message: Message,
         report: ExecutionReport,
         trades: dict[str, uuid.UUID],
-        loaded: dict[uuid.UUID, Trade],
         follow_ups: list[Outgoing],
     ) -> None:
         self._on_ack(report.trade_ref)
@@ -144,13 +134,10 @@ class ReportBooking:
                 message, None, f"ClOrdID {report.trade_ref[:64]!r} is no trade"
             )
             return
-        # Read with the batch; a second report of the same trade in the batch
-        # reads it again, after the first one's booking.
-        trade = loaded.pop(trade_id, None) or (
-            Trade.objects.select_related("account").get(id=trade_id)
-        )
+        # As the reports before it in the batch left it.
+        trade = self._settlement.trade(trade_id)
         if report.exec_type == ExecType.TRADE and (
-            Execution.objects.filter(trade=trade, exec_id=report.exec_id).exists()
+            self._settlement.has_fill(trade_id, report.exec_id)
         ):
             return  # a duplicate of a booked fill
         if report.exec_type == ExecType.ORDER_STATUS:
@@ -181,7 +168,7 @@ class ReportBooking:
                 report.ord_status,
             )
         elif trade.status not in TERMINAL or order.executions:
-            trade_apply_order(trade_id=trade.id, order=order, epoch=self.epoch)
+            self._settlement.apply(trade.id, order)
         self._event(trade.id, message, report)
 
     def _venue_order(self, report: ExecutionReport) -> VenueOrder | None:
@@ -243,16 +230,14 @@ class ReportBooking:
             return
         order = self._venue_order(report)
         if order is not None and trade.status not in TERMINAL:
-            trade_apply_order(trade_id=trade.id, order=order, epoch=self.epoch)
+            self._settlement.apply(trade.id, order)
 
     def _unknown_at_venue(self, trade: Trade, follow_ups: list[Outgoing]) -> None:
         """The venue never took the order: a pending cancel has nothing left to
         cancel; any other open trade's order is sent again (PossResend: the
         venue deduplicates by ClOrdID should it have it after all)."""
         if trade.status == Status.PENDING_CANCEL:
-            trade_finish_unsent(
-                trade_id=trade.id, to_status=Status.CANCELED, epoch=self.epoch
-            )
+            self._settlement.finish_unsent(trade.id, Status.CANCELED)
         elif is_reconcilable(trade):
             follow_ups.append(new_order_single(trade, poss_resend=True))
 
@@ -266,7 +251,7 @@ class ReportBooking:
         if trade_id is None:
             self._quarantine(message, None, "OrderCancelReject for no trade")
             return
-        trade = Trade.objects.get(id=trade_id)
+        trade = self._settlement.trade(trade_id)
         self._event(trade.id, message, None)
         if reason == UNKNOWN_ORDER_TO_CANCEL and trade.status not in TERMINAL:
             # "Unknown order" also answers an order held under another session:
@@ -284,9 +269,7 @@ class ReportBooking:
         """A Reject (3) or BusinessMessageReject (j) of one of our messages."""
         ref_seq = message.get(Tag.REF_SEQ_NUM) or ""
         sent = (
-            FixJournal.objects.filter(session=self.session, seq=int(ref_seq))
-            .select_related("trade")
-            .first()
+            FixJournal.objects.filter(session=self.session, seq=int(ref_seq)).first()
             if ref_seq.isdigit()
             else None
         )
@@ -305,9 +288,11 @@ class ReportBooking:
             reason,
             text,
         )
-        if sent is None or sent.trade is None:
+        trade = None
+        if sent is not None and sent.trade_id is not None:
+            trade = self._settlement.trade(sent.trade_id)
+        if sent is None or trade is None:
             return
-        trade = sent.trade
         if sent.msg_type == MsgType.ORDER_STATUS_REQUEST:
             # The venue does not answer status requests: send the order again,
             # which it deduplicates by ClOrdID; its answer settles the trade.
@@ -319,11 +304,10 @@ class ReportBooking:
         ):
             # Not processed, and resending the same message will not change
             # that: the venue does not have the order.
-            trade_finish_unsent(
-                trade_id=trade.id,
-                to_status=Status.REJECTED,
-                reason=f"exchange rejected the order: {text or reason}"[:200],
-                epoch=self.epoch,
+            self._settlement.finish_unsent(
+                trade.id,
+                Status.REJECTED,
+                f"exchange rejected the order: {text or reason}"[:200],
             )
         # A cancel, or an order the venue failed on or refused for now, is left
         # to reconciliation: the stuck-trade job asks again.
@@ -331,13 +315,15 @@ class ReportBooking:
     def poisoned(self, message: Message, reason: str) -> None:
         """``on_poison``: a message that failed to book every time is quarantined
         like a report failing the trust checks (its trade flagged)."""
+        self._settlement = Settlement(epoch=self.epoch)
         trade = None
         if message.msg_type == MsgType.EXECUTION_REPORT:
             ref = message.get(Tag.ORIG_CL_ORD_ID) or message.get(Tag.CL_ORD_ID) or ""
             trade_id = _trade_id(ref)
             if trade_id is not None:
-                trade = Trade.objects.filter(id=trade_id).first()
+                trade = self._settlement.trade(trade_id)
         self._quarantine(message, trade, reason)
+        self._settlement.flush()
 
     # -- records ----------------------------------------------------------------
 
@@ -349,11 +335,13 @@ class ReportBooking:
             detail.update(exec_type=report.exec_type, ord_status=report.ord_status)
             if report.exec_id:
                 detail["exec_id"] = report.exec_id
-        TradeEvent.objects.create(
-            trade_id=trade_id,
-            kind=TradeEvent.Kind.REPORT,
-            epoch=self.epoch,
-            detail=detail,
+        self._settlement.record(
+            TradeEvent(
+                trade_id=trade_id,
+                kind=TradeEvent.Kind.REPORT,
+                epoch=self.epoch,
+                detail=detail,
+            )
         )
 
     def _quarantine(self, message: Message, trade: Trade | None, reason: str) -> None:
@@ -375,15 +363,10 @@ class ReportBooking:
             epoch=self.epoch,
         )
         if trade is not None:
-            Trade.objects.filter(id=trade.id).update(
-                review_reason=reason[:300], updated_at=timezone.now()
-            )
-            TradeEvent.objects.create(
-                trade=trade,
-                kind=TradeEvent.Kind.QUARANTINE,
-                status=trade.status,
-                epoch=self.epoch,
-                detail={"session": self.session, "seq": message.seq, "reason": reason},
+            self._settlement.flag(
+                trade,
+                reason,
+                {"session": self.session, "seq": message.seq, "reason": reason},
             )
 
 

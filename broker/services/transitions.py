@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -88,6 +89,12 @@ _TIMESTAMP_FIELD = {
 }
 
 
+def transition_fields(to_status: str) -> tuple[str, ...]:
+    """The trade columns a move to ``to_status`` writes."""
+    stamp = _TIMESTAMP_FIELD.get(to_status)
+    return ("status", "updated_at", stamp) if stamp else ("status", "updated_at")
+
+
 class IllegalTransition(Exception):
     pass
 
@@ -127,3 +134,73 @@ def trade_transition(
             detail={"from": from_status, **(detail or {})},
         )
     return updated == 1
+
+
+def trades_transition(
+    *,
+    trade_ids: list[object],
+    from_status: str,
+    to_status: str,
+    epoch: int | None = None,
+) -> set:
+    """``trade_transition`` for several trades at once: one conditional UPDATE
+    (returning the trades it moved) and one INSERT of their TradeEvents. Returns
+    the ids of the trades moved; the others were no longer in ``from_status``."""
+    if not can_transition(from_status, to_status):
+        raise IllegalTransition(f"{from_status} -> {to_status}")
+    if not trade_ids:
+        return set()
+    now = timezone.now()
+    stamp = _TIMESTAMP_FIELD.get(to_status)
+    table = Trade._meta.db_table
+    stamp_sql = f", {stamp} = %s" if stamp else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, updated_at = %s{stamp_sql} "
+            "WHERE id = ANY(%s) AND status = %s RETURNING id",
+            [to_status, now, *([now] if stamp else []), list(trade_ids), from_status],
+        )
+        moved = {row[0] for row in cursor.fetchall()}
+    TradeEvent.objects.bulk_create(
+        TradeEvent(
+            trade_id=trade_id,
+            kind=TradeEvent.Kind.STATUS,
+            status=to_status,
+            epoch=epoch,
+            detail={"from": from_status},
+        )
+        for trade_id in trade_ids
+        if trade_id in moved
+    )
+    return moved
+
+
+def trade_transition_held(
+    trade: Trade,
+    to_status: str,
+    *,
+    epoch: int | None = None,
+    now: datetime | None = None,
+    detail: dict | None = None,
+) -> TradeEvent:
+    """The same move for a trade whose row the caller's transaction holds
+    (read ``select_for_update()``), so its status in memory is its status: the
+    trade changes in memory (status, the status's timestamp, ``updated_at``) and
+    the caller writes it, with the returned TradeEvent, in its own statements.
+    Raises IllegalTransition for an edge the machine does not have."""
+    if not can_transition(trade.status, to_status):
+        raise IllegalTransition(f"{trade.status} -> {to_status}")
+    now = now or timezone.now()
+    event = TradeEvent(
+        trade_id=trade.id,
+        kind=TradeEvent.Kind.STATUS,
+        status=to_status,
+        epoch=epoch,
+        detail={"from": trade.status, **(detail or {})},
+    )
+    stamp = _TIMESTAMP_FIELD.get(to_status)
+    if stamp:
+        setattr(trade, stamp, now)
+    trade.status = to_status
+    trade.updated_at = now
+    return event

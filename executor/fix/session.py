@@ -64,6 +64,10 @@ LOGOUT_WAIT_SECONDS = 2.0
 MAX_RECONNECT_DELAY = 2.0
 # Application messages booked per transaction at most.
 BOOK_BATCH = 200
+# A ResendRequest still being answered (the expected number moving towards the
+# gap's end) is not repeated; one with no progress for this long is asked again
+# (its answer lost on the way).
+RESEND_PATIENCE_SECONDS = 3.0
 # The expected number moved by administrative messages only is stored this often.
 STORE_NEXT_IN_SECONDS = 1.0
 # SessionRejectReason(373) values we send.
@@ -157,6 +161,7 @@ class FixSession:
         # ResendRequests answered when they arrived above a gap.
         self._answered_early: set[int | None] = set()
         self._resend_pending_until = 0
+        self._resend_progress = (0, 0.0)
         self._last_sent = 0.0
         self._last_received = 0.0
         self._test_request: tuple[str, float] | None = None
@@ -290,6 +295,7 @@ class FixSession:
         self._held.clear()
         self._answered_early.clear()
         self._resend_pending_until = 0
+        self._resend_progress = (0, 0.0)
         self._test_request = None
         self._logout_sent_at = None
 
@@ -507,7 +513,7 @@ class FixSession:
     def _gap(self, seq: int, message: Message) -> None:
         """A message above the expected number: ask for what is missing (once per
         gap: a ResendRequest to infinity covers everything up to now)."""
-        if self._resend_pending_until >= seq:
+        if self._resend_outstanding():
             return
         self.stats["gaps"] += 1
         FIX_EVENTS.labels(self.topic, "gap").inc()
@@ -519,10 +525,22 @@ class FixSession:
             message.msg_type,
         )
         self._resend_pending_until = seq
+        self._resend_progress = (self._next_in, time.monotonic())
         self._send_admin(
             MsgType.RESEND_REQUEST,
             [(Tag.BEGIN_SEQ_NO, self._next_in), (Tag.END_SEQ_NO, 0)],
         )
+
+    def _resend_outstanding(self) -> bool:
+        """Whether our last ResendRequest (to infinity: it covers every later
+        message too) is still being answered: its gap not closed yet, and the
+        expected number moved within RESEND_PATIENCE_SECONDS."""
+        if self._next_in > self._resend_pending_until:
+            return False
+        now = time.monotonic()
+        if self._next_in != self._resend_progress[0]:
+            self._resend_progress = (self._next_in, now)
+        return now - self._resend_progress[1] < RESEND_PATIENCE_SECONDS
 
     def _too_low(self, message: Message) -> None:
         """Lower than expected and not a possible duplicate: the standard says
@@ -694,6 +712,10 @@ class FixSession:
             test_id = f"TEST-{int(time.time() * 1000)}"
             self._test_request = (test_id, now)
             self._send_admin(MsgType.TEST_REQUEST, [(Tag.TEST_REQ_ID, test_id)])
+        if self._held and not self._resend_outstanding():
+            # Still a gap, and the answer to our request is lost: ask again.
+            highest = max(self._held)
+            self._gap(highest, self._held[highest])
         if (
             self._stored_next_in < self._next_in
             and now - self._stored_at >= STORE_NEXT_IN_SECONDS

@@ -176,13 +176,13 @@ def test_a_cancel_committed_between_read_and_submit_stops_the_send(
 ):
     customer, _ = make_customer("5000.00")
     trade = place(customer)
-    mark_submitted = orderflow.trade_mark_submitted
+    mark_submitted = orderflow.trades_mark_submitted
 
     def cancel_first(**kwargs):
         trade_request_cancel(customer=customer, trade_id=trade.id)
         return mark_submitted(**kwargs)
 
-    monkeypatch.setattr(orderflow, "trade_mark_submitted", cancel_first)
+    monkeypatch.setattr(orderflow, "trades_mark_submitted", cancel_first)
     deliver([event(EventType.TRADE_PLACED, trade)], fence, session)
     trade.refresh_from_db()
     assert trade.status == Trade.Status.CANCELED

@@ -14,8 +14,8 @@ from devstack.wait import wait_until
 from executor.fencing import Fence, Fenced, topic_leader_claim
 from executor.fix import state as fix_state
 from executor.fix.codec import Message, MsgType, Tag, encode
+from executor.fix.session import RESEND_PATIENCE_SECONDS, Outgoing, SessionConfig
 from executor.fix.session import FixSession as Session
-from executor.fix.session import Outgoing, SessionConfig
 from tests.executor.fix.acceptor import ScriptedAcceptor
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -160,6 +160,35 @@ def test_a_gap_is_asked_for_again_and_filled_in_order(acceptor, running):
     wait_until(lambda: len(leader.booked) == 3, timeout=10, what="gap filled")
     assert leader.booked_seqs() == [2, 3, 4]
     assert [m.get(Tag.CL_ORD_ID) for m in leader.booked] == ["a", "b", "c"]
+
+
+def test_one_resend_request_covers_every_message_above_the_gap(acceptor, running):
+    """A ResendRequest to infinity covers what arrives while it is answered:
+    asking again for each later message would make the venue resend the whole
+    range once per message."""
+    leader = running()
+    logged_on(acceptor, leader)
+    for seq in range(3, 23):  # 2 is missing
+        acceptor.send(MsgType.EXECUTION_REPORT, [(Tag.CL_ORD_ID, f"o{seq}")], seq=seq)
+    acceptor.wait_type(MsgType.RESEND_REQUEST)
+    acceptor.send(
+        MsgType.EXECUTION_REPORT, [(Tag.CL_ORD_ID, "o2")], seq=2, poss_dup=True
+    )
+    wait_until(lambda: len(leader.booked) == 21, timeout=10, what="gap filled")
+    assert leader.booked_seqs() == list(range(2, 23))
+    assert len(acceptor.of_type(MsgType.RESEND_REQUEST)) == 1
+
+
+def test_a_resend_request_left_unanswered_is_asked_again(acceptor, running):
+    leader = running()
+    logged_on(acceptor, leader)
+    acceptor.send(MsgType.EXECUTION_REPORT, [(Tag.CL_ORD_ID, "x")], seq=3)
+    first = acceptor.wait_type(MsgType.RESEND_REQUEST)
+    again = acceptor.wait_type(
+        MsgType.RESEND_REQUEST, after=first.seq, timeout=RESEND_PATIENCE_SECONDS + 5
+    )
+    assert again.get(Tag.BEGIN_SEQ_NO) == first.get(Tag.BEGIN_SEQ_NO) == "2"
+    assert leader.booked_seqs() == []  # 3 is still held, not booked out of order
 
 
 def test_a_gap_fill_moves_the_expected_number_forward(acceptor, running):
