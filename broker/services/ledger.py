@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from broker.models import Account, Execution, LedgerEntry, Position, Trade
 from broker.money import CASH_ASSET
+from broker.services.bulk import rows_update
 
 Bucket = LedgerEntry.Bucket
 
@@ -117,7 +118,7 @@ class LedgerWriter:
         if len(moved) == 1:
             moved[0].save(update_fields=["cash", "reserved_cash", "updated_at"])
         elif moved:
-            Account.objects.bulk_update(moved, ["cash", "reserved_cash", "updated_at"])
+            rows_update(moved, ["cash", "reserved_cash", "updated_at"])
         positions = {key: delta for key, delta in self._positions.items() if any(delta)}
         if len(positions) == 1:
             [((pk, symbol), (quantity, reserved))] = positions.items()
@@ -169,8 +170,8 @@ def _positions_move(
             position.reserved_quantity += reserved
             position.updated_at = now
     if existing:
-        Position.objects.bulk_update(
-            existing.values(), ["quantity", "reserved_quantity", "updated_at"]
+        rows_update(
+            list(existing.values()), ["quantity", "reserved_quantity", "updated_at"]
         )
     Position.objects.bulk_create(
         Position(

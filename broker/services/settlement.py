@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from broker.models import Account, Execution, LedgerEntry, Trade, TradeEvent
 from broker.money import to_cents, to_ticks
+from broker.services.bulk import rows_update
 from broker.services.ledger import LedgerWriter, Posting
 from broker.services.transitions import (
     TERMINAL,
@@ -311,7 +312,7 @@ class Settlement:
             changed = [self._trades[tid] for tid in self._changed]
             for trade in changed:
                 trade.updated_at = now
-            Trade.objects.bulk_update(changed, sorted(fields))
+            rows_update(changed, sorted(fields))
         self._ledger.flush()
         TradeEvent.objects.bulk_create(self._events)
         self._executions, self._events, self._changed = [], [], {}

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from django.db import transaction
 
+from broker.audit import ledger_discrepancies
 from broker.models import (
     Account,
     Execution,
@@ -129,6 +130,79 @@ def test_fills_move_money_and_the_last_one_ends_the_trade(buyer):
     assert cash(buyer) == (Decimal("10000.00") - Decimal("992.00"), 0)
     assert Position.objects.get(account__customer=buyer).quantity == 10
     assert book.acks == [str(trade.id)] * 3
+
+
+def test_a_batch_for_many_trades_books_each_in_order_in_a_few_statements(
+    django_assert_max_num_queries,
+):
+    """Twelve reports for four trades of two customers (one holding shares of
+    a symbol already, one buying its first), booked in one pass: every step as
+    if booked alone, written with one statement per kind of row."""
+    first, _ = make_customer("10000.00")
+    topic = topic_for_customer(first.id)
+    second = next(
+        c
+        for c, _ in (make_customer("10000.00") for _ in range(200))
+        if topic_for_customer(c.id) == topic
+    )
+    give_shares(second, "MSFT", "5")
+    trades = [
+        place(customer, symbol=symbol)
+        for customer in (first, second)
+        for symbol in ("AAPL", "MSFT")
+    ]
+    messages = []
+    for trade in trades:
+        messages += [
+            report(trade, "0", "0", cum_qty=0),
+            report(trade, "F", "1", last_qty=4, last_px="99.5", cum_qty=4),
+            report(trade, "F", "2", last_qty=6, last_px="99", cum_qty=10),
+        ]
+    book = Booking(trades[0])
+    # Savepoint and release, 2 locks, then executions, trades, accounts,
+    # positions (read, update, insert), ledger entries, timeline events.
+    with django_assert_max_num_queries(12):
+        book(*messages)
+    for trade in trades:
+        trade.refresh_from_db()
+        assert (trade.status, trade.filled_quantity, trade.hold_remaining) == (
+            "filled",
+            10,
+            0,
+        )
+        kinds = [
+            (kind, status)
+            for kind, status in TradeEvent.objects.filter(trade=trade)
+            .order_by("created_at", "id")
+            .values_list("kind", "status")
+            if kind in ("report", "fill")
+            or (kind, status) in (("status", "partially_filled"), ("status", "filled"))
+        ]
+        assert [kind for kind, _ in kinds if kind != "status"] == [
+            "report",
+            "fill",
+            "report",
+            "fill",
+            "report",
+        ]
+        assert [status for kind, status in kinds if kind == "status"] == [
+            "partially_filled",
+            "filled",
+        ]
+    for customer in (first, second):
+        assert cash(customer) == (Decimal("10000.00") - 2 * Decimal("992.00"), 0)
+    held = {
+        (p.account.customer_id, p.symbol): p.quantity
+        for p in Position.objects.filter(account__customer__in=[first, second])
+    }
+    assert held == {
+        (first.id, "AAPL"): 10,
+        (first.id, "MSFT"): 10,
+        (second.id, "AAPL"): 10,
+        (second.id, "MSFT"): 15,
+    }
+    accounts = Account.objects.filter(customer__in=[first, second])
+    assert ledger_discrepancies(account_ids=[a.pk for a in accounts]) == []
 
 
 def test_a_replayed_fill_changes_nothing(buyer):
