@@ -152,8 +152,9 @@ def trades_transition(
         return set()
     now = timezone.now()
     stamp = _TIMESTAMP_FIELD.get(to_status)
-    table = Trade._meta.db_table
-    stamp_sql = f", {stamp} = %s" if stamp else ""
+    quote = connection.ops.quote_name
+    table = quote(Trade._meta.db_table)
+    stamp_sql = f", {quote(stamp)} = %s" if stamp else ""
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET status = %s, updated_at = %s{stamp_sql} "
