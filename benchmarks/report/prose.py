@@ -322,10 +322,13 @@ def _e2e_paragraph(results: dict, e2e_cpu: dict, execute: dict) -> str:
         "and takes what is already fetched, server-side prepared statements; "
         "the FIX executor pipelines its orders (journaled under the fence and "
         "sent without waiting, up to `FIX_WINDOW` unacknowledged, the reports "
-        "booked in batches by the session thread), and a poll's trades are read "
-        "in one query. Next levers: (1) booking a batch of reports with "
-        "set-based statements (the session thread's statements per report are "
-        "the executor's largest cost); (2) fewer topics per executor process."
+        "booked in batches by the session thread), a poll's trades are read "
+        "in one query and marked submitted in one statement, and a batch of "
+        "reports is settled in one pass (its trades and accounts locked once, "
+        "then one statement per kind of row). Next levers: (1) fewer topics per "
+        "executor process (each process's threads share one interpreter lock); "
+        "(2) the api's placement, whose CPU per trade is now of the executors' "
+        "order."
     )
     return "- **End-to-end p99.** " + " ".join(parts)
 
@@ -413,15 +416,14 @@ def _fix_paragraphs(results: dict, missed: set[str]) -> list[str]:
             f"{_fmt(poll.get('sql_per_unit'))} SQL statements and "
             f"{_fmt(poll.get('cpu_ms_per_unit'))} ms of CPU, and booking its fill "
             f"(64 to a transaction) {_fmt(fills.get('sql_per_unit'))} statements "
-            f"and {_fmt(fills.get('cpu_ms_per_unit'))} ms: the batches save "
-            "commits, not the statements each report still issues through the ORM "
-            "(the trust checks, the execution, ledger entries, position, status "
-            "and timeline rows)."
+            f"and {_fmt(fills.get('cpu_ms_per_unit'))} ms: a batch is settled "
+            "in one pass, its trades and accounts locked once and then one "
+            "statement per kind of row (executions, trades, balances, positions, "
+            "ledger entries, timeline)."
             + threads
-            + " Next levers: book a batch's reports with set-based statements (one "
-            "insert per table for the batch, the trades read once), a rewrite of "
-            "settlement for batches; or fewer topics per executor process (one "
-            "interpreter lock each)."
+            + " Next levers: fewer topics per executor process (one interpreter "
+            "lock each), and the Python that builds a batch's rows (the session "
+            "thread's remaining working samples outside PostgreSQL)."
         )
     if "fix_idle_p50" in missed:
         idle = fix.get("idle") or {}
@@ -506,13 +508,13 @@ def _fix_paragraphs(results: dict, missed: set[str]) -> list[str]:
             results,
             "fix.profile.executor_profile",
             "FIX session thread",
-            ("lock_accounts_of ", "_lock "),
+            ("load (broker/services/settlement.py)",),
         )
         if locks:
             text += (
                 f" In the profiled bursts {_pct(locks)} of the FIX session thread's "
                 "working samples were spent taking the account and trade row locks "
-                "(`lock_accounts_of`, `_lock`), which the api's placements for the "
+                "(`Settlement.load`), which the api's placements for the "
                 "same customers take too: the demo's customers are still placing "
                 "while their first trades are booked."
             )
@@ -524,8 +526,8 @@ def _fix_paragraphs(results: dict, missed: set[str]) -> list[str]:
                 f"{cpus} CPUs even with no wait at all, and the CPUs were "
                 f"{_pct(window.get('machine_busy_share'))} busy while the bursts "
                 "ran: the p99 is the whole pipeline's CPU per trade, plus waits "
-                "(the row locks, and each topic's leader booking one report after "
-                "another)."
+                "(the row locks, and each topic's reports booked by one thread, "
+                "a batch at a time)."
             )
         out.append(text)
     return out
