@@ -344,37 +344,53 @@ def _fill_latencies(rows) -> list[float]:
 
 
 def _stages(ctx: Context, ids: list[str]) -> list[dict]:
-    """Per trade (epoch seconds): accepted (Trade.created_at), its order
-    journaled by the leader (FixJournal.created_at of the D), its first report
-    booked (first TradeEvent kind='report'), filled (Trade.filled_at)."""
+    """Per trade (epoch seconds): accepted (Trade.created_at), its outbox row
+    written (OutboxEvent.created_at of its trade.placed, in the api's
+    transaction), its order journaled by the leader (FixJournal.created_at of the
+    D), its first report booked (first TradeEvent kind='report'), filled
+    (Trade.filled_at)."""
     if not ids:
         return []
     with ctx.run.connect() as conn:
         rows = conn.execute(
             """
+            WITH placed AS (
+                SELECT (payload->>'trade_id')::uuid AS trade_id,
+                       min(created_at) AS created_at
+                  FROM broker_outboxevent
+                 WHERE event_type = 'trade.placed'
+                   AND payload->>'trade_id' = ANY(%s::text[])
+                 GROUP BY 1
+            )
             SELECT t.id::text, extract(epoch FROM t.created_at),
                    extract(epoch FROM t.filled_at), t.status,
+                   extract(epoch FROM p.created_at),
                    (SELECT extract(epoch FROM min(j.created_at))
                       FROM broker_fixjournal j
                      WHERE j.trade_id = t.id AND j.msg_type = 'D'),
                    (SELECT extract(epoch FROM min(e.created_at))
                       FROM broker_tradeevent e
                      WHERE e.trade_id = t.id AND e.kind = 'report')
-              FROM broker_trade t
+              FROM broker_trade t LEFT JOIN placed p ON p.trade_id = t.id
              WHERE t.id = ANY(%s::uuid[])
             """,
-            [ids],
+            [ids, ids],
         ).fetchall()
+
+    def seconds(value) -> float | None:
+        return None if value is None else float(value)
+
     return [
         {
             "id": trade_id,
             "created": float(created),
-            "filled": None if filled is None else float(filled),
+            "filled": seconds(filled),
             "status": status,
-            "journaled": None if journaled is None else float(journaled),
-            "first_report": None if report is None else float(report),
+            "outboxed": seconds(outboxed),
+            "journaled": seconds(journaled),
+            "first_report": seconds(report),
         }
-        for trade_id, created, filled, status, journaled, report in rows
+        for trade_id, created, filled, status, outboxed, journaled, report in rows
     ]
 
 
@@ -394,21 +410,34 @@ STAGES = (
 )
 
 
-def _latency_summary(ctx: Context, ids: list[str]) -> dict:
-    rows = _stages(ctx, ids)
-    latencies = [r["filled"] - r["created"] for r in rows if r["filled"]]
-    statuses: dict[str, int] = {}
-    for r in rows:
-        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
-    stages = []
-    for label, start, end in STAGES:
+# The first stage cut at the outbox row: the api's own share (its transaction up
+# to the row that announces the trade) and the path from there to the leader.
+HOPS = (
+    (
+        "accepted → outbox row (the api's transaction: balance, hold, ledger, "
+        "timeline)",
+        "created",
+        "outboxed",
+    ),
+    (
+        "outbox row → order journaled (the api's commit and NOTIFY, the relay's "
+        "read, Kafka, the leader's poll and fenced transaction)",
+        "outboxed",
+        "journaled",
+    ),
+)
+
+
+def _spans(rows: list[dict], spans) -> list[dict]:
+    out = []
+    for label, start, end in spans:
         values = [
             max(0.0, r[end] - r[start])
             for r in rows
             if r[start] is not None and r[end] is not None
         ]
         summary = summary_ms(values)
-        stages.append(
+        out.append(
             {
                 "stage": label,
                 "p50_ms": summary["p50_ms"],
@@ -416,11 +445,21 @@ def _latency_summary(ctx: Context, ids: list[str]) -> dict:
                 "mean_ms": summary["mean_ms"],
             }
         )
+    return out
+
+
+def _latency_summary(ctx: Context, ids: list[str]) -> dict:
+    rows = _stages(ctx, ids)
+    latencies = [r["filled"] - r["created"] for r in rows if r["filled"]]
+    statuses: dict[str, int] = {}
+    for r in rows:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
     return {
         **summary_ms(latencies),
         "trades": len(ids),
         "trade_statuses": statuses,
-        "stages": stages,
+        "stages": _spans(rows, STAGES),
+        "hops": _spans(rows, HOPS),
         "cdf": cdf_ms(latencies),
     }
 

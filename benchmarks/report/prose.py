@@ -442,6 +442,17 @@ def _fix_paragraphs(results: dict, missed: set[str]) -> list[str]:
                 f"booked); exchange_mock alone answers an order with its fill in "
                 f"{_fmt(raw_fill)} ms."
             )
+        hops = idle.get("hops") or []
+        if len(hops) >= 2 and hops[0].get("p50_ms") is not None:
+            parts.append(
+                f"The first stage splits into {_fmt(hops[0]['p50_ms'])} ms inside "
+                "the api's transaction (from the trade row to the outbox row) and "
+                f"{_fmt(hops[1].get('p50_ms'))} ms from the outbox row to the "
+                "journal row: four hops (commit and NOTIFY, the relay's read and "
+                "produce, Kafka's acknowledgement and fetch, the leader's fenced "
+                "transaction up to the journal insert), each a commit or a chain of "
+                "round trips."
+            )
         parts.append(
             "The executor's share is two fenced transactions in series per trade, "
             f"the leader's ({_fmt(message.get('sql_per_unit'))} statements, "

@@ -382,14 +382,15 @@ def _fix_details(fix: dict | None) -> list[str]:
         f"{_fmt(idle.get('p99_ms'))} | {_fmt(burst.get('p50_ms'))} | "
         f"{_fmt(burst.get('p99_ms'))} |",
     ]
-    burst_stages = {s["stage"]: s for s in burst.get("stages", [])}
-    for stage in idle.get("stages", []):
-        other = burst_stages.get(stage["stage"], {})
-        lines.append(
-            f"| {stage['stage']} | {_fmt(stage.get('p50_ms'))} | "
-            f"{_fmt(stage.get('p99_ms'))} | {_fmt(other.get('p50_ms'))} | "
-            f"{_fmt(other.get('p99_ms'))} |"
-        )
+    for kind, prefix in (("stages", ""), ("hops", "… of the first stage: ")):
+        burst_spans = {s["stage"]: s for s in burst.get(kind, [])}
+        for stage in idle.get(kind, []):
+            other = burst_spans.get(stage["stage"], {})
+            lines.append(
+                f"| {prefix}{stage['stage']} | {_fmt(stage.get('p50_ms'))} | "
+                f"{_fmt(stage.get('p99_ms'))} | {_fmt(other.get('p50_ms'))} | "
+                f"{_fmt(other.get('p99_ms'))} |"
+            )
     lines += ["", "Before values (fixed references, not measured in this run):", ""]
     for key, unit in (
         ("serial_bound", "value_per_s"),
