@@ -17,6 +17,9 @@ from executor.offsets import consumer_offsets
 logger = logging.getLogger(__name__)
 
 HINT_SECONDS = 1.0
+# A message this recent means the fetcher is alive and its cached high
+# watermark current (see TopicConsumer.observe_lag).
+CACHED_LAG_SECONDS = 2.0
 
 
 class TopicConsumer:
@@ -87,18 +90,32 @@ class TopicConsumer:
 
     def observe_lag(self) -> int | None:
         """Consumer lag per partition (high watermark - next offset to handle) for
-        the metric; returns the total, None when the broker did not answer. One
-        small broker round trip per partition: call it every few seconds."""
+        the metric; returns the total, None when the broker did not answer.
+
+        While messages arrive, the high watermark that every fetch response
+        carries (librdkafka keeps the last one) is fresh, and no request is
+        sent. Only a consumer that received nothing lately asks the broker, so a
+        stuck fetcher (which updates nothing) is told from an empty topic. The
+        question waits behind the fetch long-poll on the same connection (up to
+        ``fetch.wait.max.ms``): asked every few seconds in a backlog, it held
+        the leader thread for up to half a second each time while hundreds of
+        messages sat in the local queue."""
+        cached = time.monotonic() - self._last_message_at < CACHED_LAG_SECONDS
         total = 0
         for partition, expected in self._next.items():
+            tp = TopicPartition(self.topic, partition)
             try:
                 low, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, partition), timeout=1
+                    tp, timeout=1, cached=cached
                 )
+                if cached and high < 0:  # nothing fetched for it yet
+                    low, high = self._consumer.get_watermark_offsets(tp, timeout=1)
             except Exception:
                 return None
             if high < 0:
                 return None
+            # The cached low watermark is only kept with statistics enabled
+            # (OFFSET_INVALID otherwise): the next offset stands in for it.
             lag = max(0, high - max(expected, low))
             CONSUMER_LAG.labels(self.topic, str(partition)).set(lag)
             total += lag
