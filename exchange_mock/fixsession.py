@@ -36,7 +36,7 @@ import re
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from exchange_mock.fixapp import (
     BUSINESS_MESSAGE_REJECT,
@@ -68,9 +68,34 @@ from exchange_mock.sessions import MAX_EPOCH, Fence, StaleEpoch
 from exchange_mock.wire import utcnow
 
 if TYPE_CHECKING:
-    from exchange_mock.fixserver import FixAcceptor
+    from exchange_mock.engine import Exchange
+    from exchange_mock.faults import Faults
+    from exchange_mock.fixapp import FixApplication
 
 logger = logging.getLogger(__name__)
+
+
+class Acceptor(Protocol):
+    """What a connection and its session need from the server that accepted it
+    (exchange_mock.fixserver.FixAcceptor is the one), so the server depends on
+    this module and not the other way round."""
+
+    exchange: Exchange
+    faults: Faults
+    store: FixStateStore
+    app: FixApplication
+    comp_id: str
+    logon_timeout: float
+    halt: threading.Event
+
+    def session(self, session_id: str) -> FixSession: ...
+
+    def credentials_ok(self, username: str | None, password: str | None) -> bool: ...
+
+    def forget(self, connection: FixConnection) -> None: ...
+
+    def count(self, event: str) -> None: ...
+
 
 LOGON = "A"
 HEARTBEAT = "0"
@@ -101,7 +126,7 @@ class FixSession:
     connection. Every method expects the caller to hold :attr:`lock`."""
 
     def __init__(
-        self, session_id: str, state: SessionState, acceptor: FixAcceptor
+        self, session_id: str, state: SessionState, acceptor: Acceptor
     ) -> None:
         self.id = session_id
         self.state = state
@@ -259,7 +284,7 @@ class FixConnection:
     """One TCP connection of the acceptor: logon, then the session's traffic
     until a Logout, a disconnect, a heartbeat timeout or a newer logon."""
 
-    def __init__(self, acceptor: FixAcceptor, sock: socket.socket, peer: str) -> None:
+    def __init__(self, acceptor: Acceptor, sock: socket.socket, peer: str) -> None:
         self.acceptor = acceptor
         self.sock = sock
         self.peer = peer
