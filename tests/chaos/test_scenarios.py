@@ -310,6 +310,14 @@ def test_01_sigkill_leader_after_send_before_db_write(make_system, chaos_results
 # --- 10 -----------------------------------------------------------------------------
 
 
+FIX_LINK_FAULTS = (
+    "fix_disconnects",
+    "fix_withheld_reports",
+    "fix_duplicated_reports",
+    "fix_garbled_reports",
+)
+
+
 def test_10_faults_on_the_fix_link(make_system, chaos_results):
     """The connection cut after every few orders, reports withheld (gaps),
     duplicated (PossDupFlag) and garbled (bad CheckSum), and slow answers, all
@@ -329,12 +337,26 @@ def test_10_faults_on_the_fix_link(make_system, chaos_results):
     )
     load.wait_ops(8 + (60 if FULL else 25), timeout=90)
     price_dip(system, "AAPL")  # resting limits fill through the faulted link
-    counters = system.exchange_fault_counters()
+    # The load may pass the faulted link in a fraction of a second (once, 270 ms
+    # and no report withheld yet): keep orders going through it until each fault
+    # has been injected at least once.
+    prober = system.new_client()
+
+    def every_fault_injected() -> dict | None:
+        counters = system.exchange_fault_counters()
+        if all(counters[name] > 0 for name in FIX_LINK_FAULTS):
+            return counters
+        system.place(prober)
+        return None
+
+    counters = wait_until(
+        every_fault_injected,
+        timeout=60,
+        interval=0.2,
+        what=f"each of {FIX_LINK_FAULTS} injected at least once",
+    )
     system.exchange_faults()
     system.notes.append(f"exchange fault counters: {counters}")
-    assert counters["fix_disconnects"] > 0 and counters["fix_withheld_reports"] > 0
-    assert counters["fix_duplicated_reports"] > 0
-    assert counters["fix_garbled_reports"] > 0
     load.wait(timeout=180)
     extra = []
     garbled = QuarantinedMessage.objects.filter(
@@ -771,10 +793,14 @@ def test_17_fix_connection_cut_mid_burst(make_system, chaos_results):
     system.exchange_faults(fix_disconnect_after=3)
     count = 40 if FULL else 20
     bodies = [system.place(burst, quantity="1") for _ in range(count)]
-    counters = system.exchange_fault_counters()
+    # The placements return at the api's commit: the burst reaches the link after.
+    counters = wait_until(
+        lambda: (c := system.exchange_fault_counters())["fix_disconnects"] > 0 and c,
+        timeout=30,
+        what="the link cut during the burst",
+    )
     system.exchange_faults()
     system.notes.append(f"exchange fault counters: {counters}")
-    assert counters["fix_disconnects"] > 0
     load.wait()
     system.converge()
     extra = []
